@@ -1,0 +1,1 @@
+"""DataModules, transforms and evaluation protocols."""

@@ -1,0 +1,17 @@
+"""Pieces every DataModule shares: the global-batch rule and the missing-data error."""
+
+from __future__ import annotations
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """Raised at once when a dataset is missing; the message says how to prepare it."""
+
+
+def per_device_batch_size(global_batch_size: int, world_size: int) -> int:
+    """The paper's batch is global: each of ``world_size`` processes takes an equal share."""
+    if global_batch_size % world_size:
+        raise ValueError(
+            f"data.batch_size={global_batch_size} is the global batch and must divide evenly over "
+            f"{world_size} devices; pick a multiple of {world_size}"
+        )
+    return global_batch_size // world_size

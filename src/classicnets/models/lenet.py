@@ -1,0 +1,168 @@
+"""LeNet-5 (LeCun, Bottou, Bengio & Haffner 1998, "Gradient-based learning applied to document
+recognition", section II.B), and the common modern variant (ReLU, max pooling, linear output).
+
+The 1998 network, as the paper draws it (input 32×32):
+C1 6@28×28 → S2 6@14×14 → C3 16@10×10 (sparse table) → S4 16@5×5 → C5 120 → F6 84 → RBF 10.
+Trainable parameters: 156 + 12 + 1,516 + 32 + 48,120 + 10,164 = 60,000.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from classicnets.models.registry import register_model
+
+# Table I of the paper: which S2 maps each C3 map reads.
+C3_TABLE: tuple[tuple[int, ...], ...] = (
+    (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1),
+    (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (3, 4, 5, 0), (4, 5, 0, 1), (5, 0, 1, 2),
+    (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5),
+    (0, 1, 2, 3, 4, 5),
+)  # fmt: skip
+
+# 7×12 bitmaps of the ten digits: the fixed ±1 weights of the RBF output units (Fig. 3).
+# Drawn after the paper's figure; '#' is +1, '.' is -1, row-major, 84 values each.
+DIGIT_BITMAPS: tuple[tuple[str, ...], ...] = (
+    (".......", "..###..", ".#...#.", "#.....#", "#.....#", "#.....#", "#.....#", "#.....#", ".#...#.", "..###..", ".......", "......."),  # 0
+    (".......", "...#...", "..##...", ".#.#...", "...#...", "...#...", "...#...", "...#...", "...#...", ".#####.", ".......", "......."),  # 1
+    (".......", ".#####.", "#.....#", "......#", ".....#.", "....#..", "...#...", "..#....", ".#.....", "#######", ".......", "......."),  # 2
+    (".......", ".#####.", "#.....#", "......#", "......#", "..####.", "......#", "......#", "#.....#", ".#####.", ".......", "......."),  # 3
+    (".......", "....#..", "...##..", "..#.#..", ".#..#..", "#...#..", "#######", "....#..", "....#..", "....#..", ".......", "......."),  # 4
+    (".......", "#######", "#......", "#......", "######.", "......#", "......#", "......#", "#.....#", ".#####.", ".......", "......."),  # 5
+    (".......", "..####.", ".#.....", "#......", "#.####.", "##....#", "#.....#", "#.....#", "#.....#", ".#####.", ".......", "......."),  # 6
+    (".......", "#######", "......#", ".....#.", "....#..", "...#...", "..#....", "..#....", "..#....", "..#....", ".......", "......."),  # 7
+    (".......", ".#####.", "#.....#", "#.....#", "#.....#", ".#####.", "#.....#", "#.....#", "#.....#", ".#####.", ".......", "......."),  # 8
+    (".......", ".#####.", "#.....#", "#.....#", "#.....#", ".######", "......#", "......#", ".....#.", ".####..", ".......", "......."),  # 9
+)  # fmt: skip
+
+
+def squash(x: Tensor) -> Tensor:
+    """The paper's sigmoid, f(a) = A tanh(S a) with A = 1.7159, S = 2/3 (Appendix A)."""
+    return 1.7159 * torch.tanh(x * (2.0 / 3.0))
+
+
+class Subsampling(nn.Module):
+    """S2/S4: each unit adds its 2×2 inputs, multiplies by a trainable coefficient and adds a
+    trainable bias, one pair per feature map (section II.B)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        summed = F.avg_pool2d(x, 2) * 4.0
+        return summed * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+class SparseC3(nn.Module):
+    """C3: 16 maps of 5×5 kernels, each reading only the S2 maps its row of Table I names.
+
+    Maps that read the same number of inputs share one grouped convolution over the gathered
+    channels, so the layer holds exactly the paper's 1,516 parameters."""
+
+    def __init__(self, table: tuple[tuple[int, ...], ...] = C3_TABLE) -> None:
+        super().__init__()
+        sizes = sorted({len(row) for row in table})
+        self.order: list[list[int]] = [[i for i, r in enumerate(table) if len(r) == k] for k in sizes]
+        self.convs = nn.ModuleList()
+        for k, maps in zip(sizes, self.order):
+            gather = torch.tensor([c for m in maps for c in table[m]])
+            self.register_buffer(f"gather{k}", gather, persistent=False)
+            self.convs.append(nn.Conv2d(k * len(maps), len(maps), 5, groups=len(maps)))
+        self.sizes = sizes
+        # Position of each output map after concatenating the groups, to restore Table I order.
+        concat_order = [m for maps in self.order for m in maps]
+        self.register_buffer(
+            "restore", torch.tensor([concat_order.index(m) for m in range(len(table))]),
+            persistent=False,
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        outs = [conv(x[:, getattr(self, f"gather{k}")]) for k, conv in zip(self.sizes, self.convs)]
+        return torch.cat(outs, dim=1)[:, self.restore]
+
+
+class EuclideanRBF(nn.Module):
+    """Output layer: y_i = Σ_j (x_j − w_ij)², with fixed ±1 weights (section II.B, eq. 7).
+
+    Returns −y as logits, so cross-entropy on them is the paper's MAP criterion (eq. 9) without the
+    constant e^{−j} term. Classes beyond the ten digit bitmaps get fixed random ±1 codes."""
+
+    def __init__(self, in_features: int = 84, num_classes: int = 10) -> None:
+        super().__init__()
+        codes = [[1.0 if ch == "#" else -1.0 for ch in "".join(rows)] for rows in DIGIT_BITMAPS]
+        codes = codes[:num_classes]
+        if num_classes > len(codes):
+            gen = torch.Generator().manual_seed(0)
+            extra = torch.randint(0, 2, (num_classes - len(codes), in_features), generator=gen)
+            codes += (extra.float() * 2 - 1).tolist()
+        self.register_buffer("centers", torch.tensor(codes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return -torch.cdist(x, self.centers).pow(2)
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 as published in 1998: scaled tanh, trainable subsampling, C3 table, RBF output."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(in_channels, 6, 5)
+        self.s2 = Subsampling(6)
+        self.c3 = SparseC3()
+        self.s4 = Subsampling(16)
+        self.c5 = nn.Conv2d(16, 120, 5)
+        self.f6 = nn.Linear(120, 84)
+        self.output = EuclideanRBF(84, num_classes)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Uniform in ±2.4 / fan_in (Appendix A: keeps the weighted sums in the squash's range)."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                fan_in = module.weight[0].numel()
+                nn.init.uniform_(module.weight, -2.4 / fan_in, 2.4 / fan_in)
+                nn.init.uniform_(module.bias, -2.4 / fan_in, 2.4 / fan_in)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = squash(self.s2(squash(self.c1(x))))
+        x = squash(self.s4(squash(self.c3(x))))
+        x = squash(self.c5(x)).flatten(1)
+        return self.output(squash(self.f6(x)))
+
+
+class LeNet5Modern(nn.Module):
+    """The LeNet-5 that courses teach today: ReLU, 2×2 max pooling, dense C3, linear classifier."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 6, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        )  # fmt: skip
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(16 * 5 * 5, 120), nn.ReLU(inplace=True),
+            nn.Linear(120, 84), nn.ReLU(inplace=True),
+            nn.Linear(84, num_classes),
+        )  # fmt: skip
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x))
+
+
+@register_model("lenet5", input_size=32, paper="LeCun et al. 1998", paper_params=60_000)
+def lenet5(*, num_classes: int = 10, in_channels: int = 1) -> LeNet5:
+    """LeNet-5, the 1998 form: 60,000 trainable parameters, 32×32 input."""
+    return LeNet5(num_classes=num_classes, in_channels=in_channels)
+
+
+@register_model("lenet5_modern", input_size=32, paper="LeCun et al. 1998 (modern variant)",
+                paper_params=61_706)  # fmt: skip
+def lenet5_modern(*, num_classes: int = 10, in_channels: int = 1) -> LeNet5Modern:
+    """LeNet-5 with ReLU, max pooling, a dense C3 and a linear output: 61,706 parameters."""
+    return LeNet5Modern(num_classes=num_classes, in_channels=in_channels)
+
