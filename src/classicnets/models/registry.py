@@ -25,6 +25,10 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
+class UnknownModelError(ValueError):
+    """A model name that is not in the registry."""
+
+
 def register_model(
     name: str,
     *,
@@ -57,7 +61,7 @@ def model_info(name: str) -> ModelInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(
+        raise UnknownModelError(
             f"unknown model {name!r}; choose one of: {', '.join(list_models())}"
         ) from None
 

@@ -1,0 +1,80 @@
+"""Mean, std and principal components of the RGB pixel values of an image folder, printed as the
+overrides that give a dataset its own statistics and AlexNet lighting.
+
+    python scripts/compute_pca.py data/my_dataset --images 10000
+    python src/train.py model=alexnet data.root=data/my_dataset data.mean=... data.pca_eigval=...
+
+AlexNet §4.1: "PCA on the set of RGB pixel values throughout the ImageNet training set"; the
+lighting adds eigvec · (α ⊙ eigval), α ~ N(0, 0.1). Pixels are in [0, 1]; eigval are the
+eigenvalues of their 3×3 covariance, largest first; eigvec holds the eigenvectors in its
+columns (the convention of RECIPES.md and fb.resnet.torch; an eigenvector's sign is arbitrary
+and does not matter, α being symmetric). Images are drawn at random, every pixel of each used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from classicnets.data.decode import EncodedImage
+from classicnets.data.folder import DECODE_ERRORS, FileIndex, SkippedImageWarning, find_classes
+
+
+def pixel_statistics(
+    root: str | Path, split: str = "train", max_images: int = 10000, seed: int = 0
+) -> dict[str, list]:
+    """{"mean", "std", "pca_eigval", "pca_eigvec"} of the pixels of up to max_images images."""
+    directory = Path(root) / split
+    index = FileIndex.scan(directory, find_classes(directory))
+    if not len(index):
+        raise FileNotFoundError(f"no images under {directory}/<class>/")
+    chosen = np.random.default_rng(seed).permutation(len(index))[:max_images]
+    total = torch.zeros(3, dtype=torch.float64)
+    outer = torch.zeros(3, 3, dtype=torch.float64)
+    count = 0
+    for i in chosen:
+        path = index.path(int(i))
+        try:
+            pixels = EncodedImage(Path(path).read_bytes()).decode()
+        except DECODE_ERRORS as error:
+            warnings.warn(f"skipping undecodable image {path}: {error}", SkippedImageWarning, 2)
+            continue
+        x = pixels.reshape(-1, 3).double() / 255
+        total += x.sum(0)
+        outer += x.T @ x
+        count += len(x)
+    mean = total / count
+    covariance = outer / count - torch.outer(mean, mean)
+    eigval, eigvec = torch.linalg.eigh(covariance)  # ascending
+    eigval, eigvec = eigval.flip(0), eigvec.flip(1)
+    return {
+        "mean": mean.tolist(),
+        "std": covariance.diagonal().sqrt().tolist(),
+        "pca_eigval": eigval.tolist(),
+        "pca_eigvec": eigvec.tolist(),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("root", type=Path, help="an ImageFolder tree: ROOT/SPLIT/<class>/*")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--images", type=int, default=10000, help="how many images to sample")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    stats = pixel_statistics(args.root, args.split, args.images, args.seed)
+
+    def fmt(values: list) -> str:
+        if isinstance(values[0], list):
+            return "[" + ",".join(fmt(v) for v in values) + "]"
+        return "[" + ",".join(f"{v:.4g}" for v in values) + "]"
+
+    print(" ".join(f"data.{key}={fmt(value)}" for key, value in stats.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""An ImageFolder tree (``<split>/<class>/<image>``) as a compact index and a dataset that survives
+the files real disks hold: CMYK, greyscale and PNG-in-JPEG images load as RGB; truncated, empty
+and non-image files are skipped with a warning that names them, and never shift a class.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset, default_collate
+
+from classicnets.data.common import DatasetNotFoundError
+from classicnets.data.decode import EncodedImage
+
+# Extensions read as images (torchvision's IMG_EXTENSIONS); anything else is ignored.
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# Written by scripts/prepare_imagenet.py: "<wnid> <names>" per line; Kaggle's ImageNet ships the
+# same format as LOC_synset_mapping.txt.
+CLASS_NAME_FILES = ("synsets.txt", "LOC_synset_mapping.txt")
+# What a broken file raises while it is read or decoded (Pillow uses all of these).
+DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    struct.error,
+    Image.DecompressionBombError,
+)
+SampleTransform = Callable[[EncodedImage], Tensor]
+
+
+class SkippedImageWarning(UserWarning):
+    """A file under the dataset root could not be decoded and was left out."""
+
+
+def find_classes(directory: Path) -> list[str]:
+    """The class folders of a split, sorted, empty ones included so no class index ever shifts."""
+    if not directory.is_dir():
+        return []
+    return sorted(
+        e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith(".")
+    )
+
+
+def is_image_file(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
+
+
+def read_class_names(root: Path) -> dict[str, str]:
+    """Human-readable names per class folder (wnid), if a mapping file sits in ``root``."""
+    for filename in CLASS_NAME_FILES:
+        if (root / filename).is_file():
+            lines = (root / filename).read_text().splitlines()
+            return dict(line.split(" ", 1) for line in lines if " " in line)
+    return {}
+
+
+@dataclass(frozen=True)
+class FileIndex:
+    """The files of one split in three numpy arrays instead of a list of Python objects.
+
+    DataLoader workers touch every sample's entry each epoch; reading a Python object writes its
+    reference count, so a forked worker copies each page of a list it reads, and each worker's
+    memory grows towards a full copy of the index (pytorch/pytorch#13246). Numpy buffers are
+    never written on read and stay shared.
+    """
+
+    directory: str  # the split folder; paths are directory/classes[target]/name
+    classes: tuple[str, ...]
+    names: np.ndarray  # uint8: the UTF-8 file names (relative to their class folder), end to end
+    offsets: np.ndarray  # int64, len(self) + 1: name i is names[offsets[i]:offsets[i + 1]]
+    targets: np.ndarray  # int32 class index per file, grouped by class in class order
+
+    @classmethod
+    def scan(cls, directory: Path, classes: Sequence[str]) -> FileIndex:
+        """Index the image files under ``directory/<class>/`` for the given class order."""
+        chunks: list[bytes] = []
+        lengths: list[int] = []
+        counts: list[int] = []
+        for name in classes:
+            class_dir = directory / name
+            found = sorted(_walk_images(class_dir)) if class_dir.is_dir() else []
+            encoded = [f.encode() for f in found]
+            chunks.extend(encoded)
+            lengths.extend(map(len, encoded))
+            counts.append(len(found))
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        names = np.frombuffer(b"".join(chunks), dtype=np.uint8).copy()
+        targets = np.repeat(np.arange(len(classes), dtype=np.int32), counts)
+        return cls(str(directory), tuple(classes), names, offsets, targets)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def path(self, i: int) -> str:
+        name = self.names[self.offsets[i] : self.offsets[i + 1]].tobytes().decode()
+        return os.path.join(self.directory, self.classes[self.targets[i]], name)
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.targets, minlength=len(self.classes))
+
+
+def _walk_images(class_dir: Path) -> list[str]:
+    """Image files below a class folder (nested folders too, as torchvision's ImageFolder)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel = os.path.relpath(dirpath, class_dir)
+        found.extend(
+            f if rel == "." else os.path.join(rel, f) for f in filenames if is_image_file(f)
+        )
+    return found
+
+
+class ImageFolderDataset(Dataset):
+    """Samples ``(transform(image), class index)`` of a :class:`FileIndex`.
+
+    A file that cannot be decoded is reported once (a :class:`SkippedImageWarning` naming it) and
+    flagged in shared memory, so every worker's findings reach the main process. Then either
+    another file of the same class stands in (``replace_bad``: training keeps its batch size and
+    class balance) or the sample is ``None`` and :class:`SkipCollate` drops it (evaluation, where
+    a stand-in would count an image twice).
+    """
+
+    def __init__(self, index: FileIndex, transform: SampleTransform, *, replace_bad: bool) -> None:
+        self.index = index
+        self.transform = transform
+        self.replace_bad = replace_bad
+        self.bad = torch.zeros(len(index), dtype=torch.uint8).share_memory_()
+        # Files of class c are index entries class_start[c]:class_start[c + 1].
+        counts = index.class_counts()
+        self.class_start = np.concatenate([[0], np.cumsum(counts)])
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int] | None:
+        sample = self._load(i)
+        if sample is None and self.replace_bad:
+            sample = self._stand_in(int(self.index.targets[i]))
+        return sample
+
+    def _load(self, i: int) -> tuple[Tensor, int] | None:
+        if self.bad[i]:
+            return None
+        path = self.index.path(i)
+        try:
+            with open(path, "rb") as f:
+                pixels = self.transform(EncodedImage(f.read()))
+        except DECODE_ERRORS as error:
+            self.bad[i] = 1
+            warnings.warn(
+                f"skipping undecodable image {path}: {error}", SkippedImageWarning, stacklevel=2
+            )
+            return None
+        return pixels, int(self.index.targets[i])
+
+    def _stand_in(self, target: int) -> tuple[Tensor, int] | None:
+        """A random other file of the class; a class of only broken files gives ``None``."""
+        start, stop = int(self.class_start[target]), int(self.class_start[target + 1])
+        for _ in range(min(stop - start, 16)):
+            sample = self._load(start + int(torch.randint(stop - start, ())))
+            if sample is not None:
+                return sample
+        return None
+
+    def skipped_files(self) -> list[str]:
+        return [self.index.path(int(i)) for i in self.bad.nonzero().flatten()]
+
+    @property
+    def num_skipped(self) -> int:
+        return int(self.bad.sum())
+
+
+class SkipCollate:
+    """``default_collate`` over the samples that decoded, as ``(uint8 images, int64 targets)``.
+
+    A batch whose every file failed comes out empty, with the right trailing shape."""
+
+    def __init__(self, sample_shape: Sequence[int]) -> None:
+        self.sample_shape = tuple(sample_shape)
+
+    def __call__(self, samples: list[tuple[Tensor, int] | None]) -> tuple[Tensor, Tensor]:
+        kept = [s for s in samples if s is not None]
+        if not kept:
+            empty = torch.empty((0, *self.sample_shape), dtype=torch.uint8)
+            return empty, torch.empty(0, dtype=torch.int64)
+        # default_collate writes the stacked batch straight into shared memory inside a worker.
+        images = default_collate([s[0] for s in kept])
+        return images, torch.tensor([s[1] for s in kept], dtype=torch.int64)
+
+
+def not_found(root: Path, problem: str) -> DatasetNotFoundError:
+    """The one message for a missing or empty dataset: what is expected and how to prepare it."""
+    return DatasetNotFoundError(
+        f"{problem}. Expected an ImageFolder tree: {root}/train/<class>/*.JPEG and "
+        f"{root}/val/<class>/*.JPEG (one folder per class, e.g. the ImageNet wnid n01440764). "
+        f"Build it from the official ILSVRC2012 archives with `python scripts/prepare_imagenet.py "
+        f"--archives DIR_WITH_TARS --out {root}`, point data.root=... at an existing tree, or "
+        f"write a small fake one with `python scripts/make_fake_imagenet.py {root}`."
+    )

@@ -1,0 +1,302 @@
+"""ImageNet (ILSVRC-2012), or any ImageFolder tree, fed to the network the way each paper did.
+
+    python src/train.py model=alexnet data.root=/data/imagenet
+    python src/train.py model=resnet50 data.test_protocol=ten_crop data.num_workers=16
+
+Workers read and decode JPEGs (libjpeg-turbo), crop and flip, and ship uint8 batches; the
+per-pixel float work (colour augmentation, normalisation, channels-last) runs batched on the
+accelerator in ``on_after_batch_transfer``. ``batch_size`` is the global batch of the paper.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from classicnets.data.common import DatasetNotFoundError, per_device_batch_size
+from classicnets.data.distributed import EvenShardBatchSampler
+from classicnets.data.folder import (
+    FileIndex,
+    ImageFolderDataset,
+    SampleTransform,
+    SkipCollate,
+    find_classes,
+    is_image_file,
+    not_found,
+    read_class_names,
+)
+from classicnets.data.presets import make_train_preset
+from classicnets.data.protocols import make_protocol
+from classicnets.data.sampling import train_sampler
+from classicnets.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LIGHTING_STD,
+    PCA_EIGVAL,
+    PCA_EIGVEC,
+    DeviceAugment,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ImageNetDataModule(LightningDataModule):
+    """``<root>/train/<class>/*`` and ``<root>/val/<class>/*``; classes are the train folders.
+
+    Train batches are ``(uint8 (B, 3, s, s), int64 (B,))``; evaluation batches hold
+    ``(B, n_crops, 3, s, s)`` images under multi-crop protocols. After the transfer to the
+    device, images are normalised floats.
+
+    Args (conf/data/imagenet.yaml documents each with its source):
+        root: the dataset root, holding ``train/`` and ``val/``.
+        batch_size: the global training batch (the paper's), split over the devices.
+        eval_batch_size: global evaluation batch; None keeps crops per batch ≈ batch_size.
+        input_size: the crop side (AlexNet 227, the others 224).
+        train_preset: alexnet | vgg | googlenet | resnet | torchvision (``presets.py``).
+        train_scale: [min, max] shorter side for the presets that rescale.
+        val_protocol, test_protocol: center_crop | ten_crop | googlenet_144 | multi_scale.
+        eval_resize: shorter side for center_crop and ten_crop; test_scales for the others.
+        mean, std, pca_eigval, pca_eigvec, lighting_std: pixel statistics in [0, 1].
+    """
+
+    in_channels = 3
+
+    def __init__(
+        self,
+        root: str | Path = "data/imagenet",
+        *,
+        batch_size: int = 256,
+        eval_batch_size: int | None = None,
+        num_workers: int = 8,
+        input_size: int = 224,
+        train_preset: str = "torchvision",
+        train_scale: Sequence[int] | None = None,
+        val_protocol: str = "center_crop",
+        test_protocol: str = "center_crop",
+        eval_resize: int = 256,
+        test_scales: Sequence[int] | None = None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        pca_eigval: Sequence[float] = PCA_EIGVAL,
+        pca_eigvec: Sequence[Sequence[float]] = PCA_EIGVEC,
+        lighting_std: float = LIGHTING_STD,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        channels_last: bool = True,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str = "val",
+    ) -> None:
+        super().__init__()
+        self.root = Path(root).expanduser()
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_workers, self.input_size = num_workers, input_size
+        self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
+        self.splits = {"train": train_split, "val": val_split, "test": test_split}
+        self.val_protocol, self.test_protocol = val_protocol, test_protocol
+        scale = (int(train_scale[0]), int(train_scale[1])) if train_scale is not None else None
+        preset = make_train_preset(train_preset, input_size=input_size, train_scale=scale)
+        scales = [int(s) for s in test_scales] if test_scales is not None else None
+        self.transforms: dict[str, SampleTransform] = {
+            "train": preset.transform,
+            "val": make_protocol(
+                val_protocol, input_size=input_size, resize=eval_resize, scales=scales
+            ),
+            "test": make_protocol(
+                test_protocol, input_size=input_size, resize=eval_resize, scales=scales
+            ),
+        }
+        self.device_augment = DeviceAugment(
+            [float(m) for m in mean],
+            [float(s) for s in std],
+            photometric=preset.photometric,
+            eigval=[float(v) for v in pca_eigval],
+            eigvec=[[float(v) for v in row] for row in pca_eigvec],
+            lighting_std=lighting_std,
+            channels_last=channels_last,
+        )
+        self.datasets: dict[str, ImageFolderDataset] = {}
+        self._indices: dict[str, FileIndex] = {}  # by split folder: val and test share one scan
+        self.world_size, self.rank = 1, 0
+        self._classes: list[str] | None = None
+        self._class_names: list[str] | None = None
+        self._reported_skips = 0
+
+    # The class mapping: train folder names, sorted; read on first use, checked against checkpoints.
+    @property
+    def classes(self) -> list[str]:
+        if self._classes is None:
+            self._classes = self._find_classes()
+        return self._classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def class_to_idx(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.classes)}
+
+    @property
+    def class_names(self) -> list[str]:
+        """Human-readable names (from ``synsets.txt``, written by prepare_imagenet), else wnids."""
+        if self._class_names is None:
+            names = read_class_names(self.root)
+            self._class_names = [names.get(c, c) for c in self.classes]
+        return self._class_names
+
+    def _find_classes(self) -> list[str]:
+        train = self.root / self.splits["train"]
+        if not self.root.is_dir():
+            raise not_found(self.root, f"data.root {self.root} does not exist")
+        classes = find_classes(train)
+        if not classes:
+            raise not_found(self.root, f"{train} holds no class folders")
+        if not any(_holds_images(train / c) for c in classes):
+            raise not_found(
+                self.root, f"the {len(classes)} class folders under {train} hold no images"
+            )
+        return classes
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint, so a checkpoint always knows what its outputs mean."""
+        return {"classes": list(self.classes), "class_names": list(self.class_names)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = list(state_dict["classes"])
+        try:
+            current = self.classes
+        except DatasetNotFoundError:  # evaluating a checkpoint without its training folders
+            self._classes, self._class_names = saved, list(state_dict["class_names"])
+            return
+        if current != saved:
+            first = next(
+                (i for i, (a, b) in enumerate(zip(current, saved, strict=False)) if a != b), None
+            )
+            raise ValueError(
+                f"the checkpoint was trained on {len(saved)} classes but {self.root} holds "
+                f"{len(current)} class folders (first difference at index {first}); class "
+                "indices would not mean the same classes"
+            )
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.trainer is not None:
+            self.world_size, self.rank = self.trainer.world_size, self.trainer.global_rank
+        # Fail now, not after an epoch, if the global batch cannot be split over the devices.
+        self.train_batch_size = per_device_batch_size(self.batch_size, self.world_size)
+        if stage in ("fit", None):
+            self._dataset("train", replace_bad=True)
+        if stage in ("fit", "validate", None):
+            self._dataset("val", replace_bad=False)
+        if stage in ("test", None):
+            self._dataset("test", replace_bad=False)
+
+    def _dataset(self, key: str, *, replace_bad: bool) -> ImageFolderDataset:
+        if key in self.datasets:
+            return self.datasets[key]
+        split = self.splits[key]
+        if split not in self._indices:
+            directory = self.root / split
+            index = FileIndex.scan(directory, self.classes)
+            if not len(index):
+                raise not_found(self.root, f"{directory} holds no images of the training classes")
+            empty = [c for c, n in zip(self.classes, index.class_counts(), strict=True) if n == 0]
+            if empty:
+                log.warning(
+                    "%s: %d class folders hold no images (%s); class indices stay as they are",
+                    directory, len(empty), ", ".join(empty[:10]),
+                )  # fmt: skip
+            unknown = sorted(set(find_classes(directory)) - set(self.classes))
+            if unknown:
+                log.warning(
+                    "%s: ignoring folders that are not training classes: %s", directory, unknown
+                )
+            log.info("%s: %d images, %d classes", directory, len(index), len(self.classes))
+            self._indices[split] = index
+        dataset = ImageFolderDataset(
+            self._indices[split], self.transforms[key], replace_bad=replace_bad
+        )
+        self.datasets[key] = dataset
+        return dataset
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.datasets["train"]
+        # A DistributedSampler on one process too: the order is a function of (seed, epoch), so
+        # a resumed run sees the same batches; Lightning calls set_epoch on it.
+        sampler = train_sampler(dataset)
+        size = self.input_size
+        return self._loader(
+            dataset,
+            batch_size=self.train_batch_size,
+            sampler=sampler,
+            drop_last=len(sampler) >= self.train_batch_size,  # a tiny last batch upsets BN
+            collate_fn=SkipCollate((3, size, size)),
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def _eval_loader(self, key: str) -> DataLoader:
+        dataset, n_crops, size = self.datasets[key], self.transforms[key].n_crops, self.input_size
+        # Default: as many crops per batch as training has images, so multi-crop memory stays flat.
+        total = self.eval_batch_size or max(1, self.batch_size // n_crops)
+        batch = max(1, math.ceil(total / self.world_size))
+        sampler = EvenShardBatchSampler(len(dataset), batch, self.world_size, self.rank)
+        shape = (3, size, size) if n_crops == 1 else (n_crops, 3, size, size)
+        return self._loader(dataset, batch_sampler=sampler, collate_fn=SkipCollate(shape))
+
+    def _loader(self, dataset: ImageFolderDataset, **kwargs: Any) -> DataLoader:
+        return DataLoader(
+            dataset,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            **kwargs,
+        )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[Tensor, Tensor]:
+        images, targets = batch
+        training = self.trainer is not None and self.trainer.training
+        self._report_skips()
+        return self.device_augment(images, train=training), targets
+
+    @property
+    def num_skipped(self) -> int:
+        """Files found undecodable so far, over all splits (on this process's rank)."""
+        return sum(d.num_skipped for d in self.datasets.values())
+
+    def skipped_files(self) -> list[str]:
+        return [path for d in self.datasets.values() for path in d.skipped_files()]
+
+    def _report_skips(self) -> None:
+        skipped = self.num_skipped
+        if skipped > self._reported_skips:
+            log.warning("%d undecodable image files skipped so far", skipped)
+            self._reported_skips = skipped
+
+    def teardown(self, stage: str | None = None) -> None:
+        if self.num_skipped:
+            files = self.skipped_files()
+            log.warning(
+                "skipped %d undecodable image files: %s%s",
+                len(files), ", ".join(files[:20]), " ..." if len(files) > 20 else "",
+            )  # fmt: skip
+
+
+def _holds_images(class_dir: Path) -> bool:
+    for _, _, filenames in os.walk(class_dir, followlinks=True):
+        if any(is_image_file(f) for f in filenames):
+            return True
+    return False

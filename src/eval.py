@@ -1,0 +1,47 @@
+"""Evaluate a checkpoint with the data of the run that wrote it.
+
+    python src/eval.py ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt
+    python src/eval.py ckpt_path=... data.test_protocol=ten_crop   # another test protocol
+    python src/eval.py ckpt_path=... data=imagenet data.root=DIR   # other data altogether
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from classicnets import pipeline
+from classicnets.errors import exit_on_user_error
+from classicnets.module import ClassificationModule
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+@exit_on_user_error
+def main(cfg: DictConfig) -> dict[str, float]:
+    """Validate and test ``cfg.ckpt_path``; writes metrics.json in this run's directory."""
+    pipeline.route_lightning_logs()
+    run_dir = pipeline.output_dir()
+    pipeline.seed_everything(cfg.seed)
+
+    checkpoint = pipeline.load_checkpoint(cfg.ckpt_path)
+    data_cfg = pipeline.eval_data_config(cfg, checkpoint)
+    datamodule = pipeline.instantiate_datamodule(data_cfg)
+    model = ClassificationModule.load_from_checkpoint(cfg.ckpt_path, map_location="cpu")
+    loggers = pipeline.instantiate_loggers(cfg.get("logger"), run_dir)
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False)
+
+    metrics = {}
+    try:
+        if cfg.validate:
+            metrics.update(trainer.validate(model, datamodule=datamodule)[0])
+        metrics.update(trainer.test(model, datamodule=datamodule)[0])
+    finally:
+        pipeline.finish_loggers(loggers)
+
+    metrics = pipeline.scalar_metrics(metrics)
+    pipeline.report_metrics(metrics, run_dir, {"checkpoint": cfg.ckpt_path})
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""scripts/model_table.py: the per-layer table and the --all summary, with AlexNet's real totals."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from classicnets.models import list_models
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "model_table.py"
+
+
+@pytest.fixture(scope="module")
+def model_table() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("model_table", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["model_table"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_alexnet_rows_fc_hold_the_params_convs_the_macs(model_table: ModuleType) -> None:
+    rows, total_macs = model_table.layer_rows(model_table.build("alexnet"), 227)
+    params = {r.name: r.params for r in rows if r.params}
+    assert sum(params.values()) == 60_965_224
+    assert total_macs == 724_406_816 == sum(r.macs for r in rows)
+    fc_params = sum(r.params for r in rows if r.kind == "Linear")
+    conv_macs = sum(r.macs for r in rows if r.kind == "Conv2d")
+    assert fc_params / 60_965_224 > 0.95  # 58,631,144: fc6 alone is 62%
+    assert conv_macs / total_macs > 0.9  # 665,784,864
+    by_name = {r.name: r for r in rows}
+    assert by_name["features.conv1"].output_shape == (96, 55, 55)
+    assert by_name["features.pool5"].output_shape == (256, 6, 6)
+    assert by_name["features.conv1"].activation_bytes == 96 * 55 * 55 * 4
+
+
+def test_registry_name_prints_the_totals(
+    model_table: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert model_table.main(["--name", "alexnet"]) == 0
+    out = capsys.readouterr().out
+    assert "features.conv1" in out and "classifier.fc8" in out
+    assert "params 60,965,224   GMACs 0.724" in out
+
+
+def test_hydra_config_and_overrides(
+    model_table: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert model_table.main(["model=alexnet"]) == 0
+    out = capsys.readouterr().out
+    assert "alexnet at 227×227" in out and "params 60,965,224" in out
+    assert model_table.main(["model=alexnet", "model.net.groups=1"]) == 0
+    assert "params 62,378,344" in capsys.readouterr().out  # the one-GPU AlexNet
+
+
+def test_googlenet_aux_heads_counted_apart(
+    model_table: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_table.main(["--name", "googlenet"])
+    assert "params 6,998,552 (+6,379,728 used only in training)" in capsys.readouterr().out
+
+
+def test_all_lists_every_model_beside_the_paper(
+    model_table: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert model_table.main(["--all", "[agvz]*"]) == 0  # this file's families: the others' tests
+    out = capsys.readouterr().out  # cover theirs
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
+    assert sorted(rows) == sorted(list_models("[agvz]*"))
+    assert re.search(r"143,667,240 .*143,667,240 .*19\.632 .*19\.632", rows["vgg19"])
+    assert re.search(r"60,965,224 .*60,965,224 .*0\.724 .*0\.724", rows["alexnet"])
+    assert re.search(r"6,998,552 .*1\.583 .*1\.500", rows["googlenet"])
