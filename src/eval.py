@@ -1,8 +1,8 @@
 """Evaluate a checkpoint with the data of the run that wrote it.
 
-    python src/eval.py ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt
-    python src/eval.py ckpt_path=... data.test_protocol=ten_crop   # another test protocol
-    python src/eval.py ckpt_path=... data=imagenet data.root=DIR   # other data altogether
+python src/eval.py ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt
+python src/eval.py ckpt_path=... data.test_protocol=ten_crop   # another test protocol
+python src/eval.py ckpt_path=... data=imagenet data.root=DIR   # other data altogether
 """
 
 from __future__ import annotations

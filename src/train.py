@@ -1,10 +1,10 @@
 """Train a classic network with its paper's recipe.
 
-    python src/train.py                                  # LeNet-5 on MNIST (the default)
-    python src/train.py model=alexnet data.root=DIR      # AlexNet on ImageNet, the 2012 recipe
-    python src/train.py model=resnet50 trainer=gpu trainer.devices=8
-    python src/train.py -m model.optimizer.lr=0.01,0.05  # a sweep, one directory per job
-    python src/train.py --help                           # the config groups and their options
+python src/train.py                                  # LeNet-5 on MNIST (the default)
+python src/train.py model=alexnet data.root=DIR      # AlexNet on ImageNet, the 2012 recipe
+python src/train.py model=resnet50 trainer=gpu trainer.devices=8
+python src/train.py -m model.optimizer.lr=0.01,0.05  # a sweep, one directory per job
+python src/train.py --help                           # the config groups and their options
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
-    """Fit, test the best checkpoint, write metrics.json; returns cfg.optimized_metric for sweeps."""
+    """Fit, test the best checkpoint, write metrics.json; return cfg.optimized_metric (sweeps)."""
     pipeline.route_lightning_logs()
     run_dir = pipeline.output_dir()
     cfg.seed = pipeline.seed_everything(cfg.seed)

@@ -3,10 +3,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -14,7 +23,61 @@ os.environ.setdefault("WANDB_SILENT", "true")
 torch.set_num_threads(1)
 
 
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO / "conf"
+
+
+def compose_config(config_name: str, overrides: list[str], run_dir: Path) -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` the way the command line does, with ``run_dir`` as the
+    Hydra run directory (what ``python src/<config_name>.py ...`` would create)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.num = 0
+        cfg.paths.output_dir = str(run_dir)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def load_entry_point(script: str) -> ModuleType:
+    """Import ``src/<script>.py`` (an entry point, not a package module) for in-process runs."""
+    spec = importlib.util.spec_from_file_location(f"entry_{script}", REPO / "src" / f"{script}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
-def repo_root() -> str:
-    """The repository root (where conf/ and src/ live)."""
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def train_main() -> Callable[[DictConfig], float | None]:
+    """``src/train.py``'s Hydra main; called with a composed config it runs in this process."""
+    return load_entry_point("train").main
+
+
+@pytest.fixture(scope="session")
+def eval_main() -> Callable[[DictConfig], dict[str, float]]:
+    """``src/eval.py``'s Hydra main."""
+    return load_entry_point("eval").main
+
+
+def run_cli(
+    script: str, *overrides: str, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """Run ``python src/<script>.py overrides...`` from the repo root, as a user would."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+    result = subprocess.run(
+        [sys.executable, f"src/{script}.py", *overrides],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script}.py failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result

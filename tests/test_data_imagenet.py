@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,14 +24,6 @@ from classicnets.data.folder import FileIndex, SkippedImageWarning
 from classicnets.data.imagenet import ImageNetDataModule
 
 CLASSES = 3  # real classes; the tree has one more, empty, folder between class 0 and class 1
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +72,11 @@ def test_missing_or_empty_root_fails_at_once_with_instructions(tmp_path: Path) -
         message = str(error.value)
         assert f"{root}/train/<class>/*.JPEG" in message
         assert "scripts/prepare_imagenet.py" in message and "data.root=" in message
+    # Training images but no validation folder: setup says which folder is missing.
+    (tmp_path / "no_val" / "train" / "n01440764").mkdir(parents=True)
+    (tmp_path / "no_val" / "train" / "n01440764" / "a.JPEG").write_bytes(b"")
+    with pytest.raises(DatasetNotFoundError, match=f"{tmp_path}/no_val/val holds no images"):
+        ImageNetDataModule(tmp_path / "no_val").setup("fit")
 
 
 def test_class_mapping_is_saved_with_the_checkpoint(root: Path, tmp_path: Path) -> None:
@@ -123,6 +119,9 @@ def test_undecodable_files_are_skipped_and_counted(
     assert (targets == 0).sum() == 2 + len(VALID_ODDITIES)
     assert dm.num_skipped == len(UNDECODABLE)
     assert {Path(p).name for p in dm.skipped_files()} == set(UNDECODABLE)
+    # Testing reads the same folder: it knows these files already and counts them once.
+    dm.setup("test")
+    assert dm.datasets["test"].num_skipped == dm.num_skipped == len(UNDECODABLE)
     # The run's log counts them: at the next batch, and by name when the stage ends.
     with caplog.at_level(logging.WARNING, logger="classicnets.data.imagenet"):
         dm.on_after_batch_transfer(batches[0], 0)

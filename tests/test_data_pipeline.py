@@ -4,7 +4,6 @@ PCA lighting and normalisation, the evaluation crops, and the unpadded evaluatio
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,16 +29,6 @@ from classicnets.data.transforms import (
 )
 
 W, H = 512, 384  # the gradient image: R encodes x, G encodes y
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Per-image work runs single-threaded in the loader workers; here too, so that a busy
-    machine does not stall small ops in OpenMP."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def x_of(red: float) -> float:

@@ -100,7 +100,7 @@ class ClassificationModule(LightningModule):
             )
         smoothing = self.hparams.label_smoothing
         loss = F.cross_entropy(main, targets, label_smoothing=smoothing)
-        for weight, logits in zip(self.aux_loss_weights, aux):
+        for weight, logits in zip(self.aux_loss_weights, aux, strict=True):
             loss = loss + weight * F.cross_entropy(logits, targets, label_smoothing=smoothing)
         return loss, main
 
@@ -120,6 +120,8 @@ class ClassificationModule(LightningModule):
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         images, targets = batch
+        if targets.numel() == 0:  # every file of this batch failed to decode (and was logged)
+            return
         logits = self(images)
         loss = F.cross_entropy(logits, targets)
         self.mean_loss[f"{stage}_loss"].update(loss, weight=targets.numel())
@@ -138,7 +140,8 @@ class ClassificationModule(LightningModule):
         if stage == "test" and protocol:
             prefix = f"test/{protocol}"
         values = {f"{prefix}/loss": self.mean_loss[f"{stage}_loss"].compute()}
-        values.update({f"{prefix}/{k}": v for k, v in self.metrics[f"{stage}_metrics"].compute().items()})
+        accuracy = self.metrics[f"{stage}_metrics"].compute()
+        values.update({f"{prefix}/{name}": value for name, value in accuracy.items()})
         self.log_dict(values, prog_bar=stage == "val", sync_dist=False)
         self.mean_loss[f"{stage}_loss"].reset()
         self.metrics[f"{stage}_metrics"].reset()
@@ -173,7 +176,7 @@ class ClassificationModule(LightningModule):
         return [optimizer], schedulers
 
     def _apply_lr_scaling(self, optimizer: Optimizer) -> float:
-        """Scale the LR to this run's global batch; returns the warm-up as a fraction of training."""
+        """Scale the LR to this run's global batch; returns the warm-up as a fraction of the run."""
         hp = self.hparams
         if not hp.reference_batch_size or not hp.batch_size:
             return 0.0

@@ -85,7 +85,7 @@ def instantiate_loggers(cfg: DictConfig | None, run_dir: Path) -> list[Logger]:
 
 
 def resume_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
-    """``auto``: this run directory's last.ckpt if there is one (a re-run resumes), else start fresh."""
+    """``auto``: the run directory's last.ckpt if there is one (a re-run resumes), else none."""
     if ckpt_path != "auto":
         if ckpt_path and not Path(ckpt_path).is_file():
             raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
@@ -153,7 +153,9 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
 def load_checkpoint(path: str) -> dict[str, Any]:
     """A checkpoint written by train.py (CPU tensors); a clear error when it is missing."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"ckpt_path={path} does not exist; pass a .ckpt from a run's checkpoints/")
+        raise FileNotFoundError(
+            f"ckpt_path={path} does not exist; pass a .ckpt from a run's checkpoints/ folder"
+        )
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
@@ -161,7 +163,8 @@ def eval_data_config(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> DictConf
     """The data config to evaluate with: the training run's, with this command's ``data.*``
     overrides on top; ``data=NAME`` on the command line replaces it altogether."""
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-    if any(o.split("=", 1)[0].lstrip("+~") == "data" for o in overrides) or CONFIG_KEY not in checkpoint:
+    replaced = any(o.split("=", 1)[0].lstrip("+~") == "data" for o in overrides)
+    if replaced or CONFIG_KEY not in checkpoint:
         return cfg.data
     data_cfg = OmegaConf.create(checkpoint[CONFIG_KEY]["data"])
     dotted = [o.lstrip("+") for o in overrides if o.lstrip("+").startswith("data.")]

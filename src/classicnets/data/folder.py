@@ -132,11 +132,20 @@ class ImageFolderDataset(Dataset):
     a stand-in would count an image twice).
     """
 
-    def __init__(self, index: FileIndex, transform: SampleTransform, *, replace_bad: bool) -> None:
+    def __init__(
+        self,
+        index: FileIndex,
+        transform: SampleTransform,
+        *,
+        replace_bad: bool,
+        bad: Tensor | None = None,
+    ) -> None:
         self.index = index
         self.transform = transform
         self.replace_bad = replace_bad
-        self.bad = torch.zeros(len(index), dtype=torch.uint8).share_memory_()
+        # One byte per file; pass the same tensor to datasets that share the index.
+        self.bad = bad if bad is not None else torch.zeros(len(index), dtype=torch.uint8)
+        self.bad.share_memory_()
         # Files of class c are index entries class_start[c]:class_start[c + 1].
         counts = index.class_counts()
         self.class_start = np.concatenate([[0], np.cumsum(counts)])

@@ -129,7 +129,7 @@ class ImageNetDataModule(LightningDataModule):
         self.world_size, self.rank = 1, 0
         self._classes: list[str] | None = None
         self._class_names: list[str] | None = None
-        self._reported_skips = 0
+        self._reported_skips = self._summarised_skips = 0
 
     # The class mapping: train folder names, sorted; read on first use, checked against checkpoints.
     @property
@@ -222,8 +222,13 @@ class ImageNetDataModule(LightningDataModule):
                 )
             log.info("%s: %d images, %d classes", directory, len(index), len(self.classes))
             self._indices[split] = index
+        # Datasets of one split folder (val and test) share the index and the broken-file flags.
+        shared = next((d for d in self.datasets.values() if d.index is self._indices[split]), None)
         dataset = ImageFolderDataset(
-            self._indices[split], self.transforms[key], replace_bad=replace_bad
+            self._indices[split],
+            self.transforms[key],
+            replace_bad=replace_bad,
+            bad=shared.bad if shared is not None else None,
         )
         self.datasets[key] = dataset
         return dataset
@@ -272,13 +277,18 @@ class ImageNetDataModule(LightningDataModule):
         self._report_skips()
         return self.device_augment(images, train=training), targets
 
+    def _split_datasets(self) -> list[ImageFolderDataset]:
+        """One dataset per split folder (val and test share their flags)."""
+        unique = {id(d.bad): d for d in self.datasets.values()}
+        return list(unique.values())
+
     @property
     def num_skipped(self) -> int:
         """Files found undecodable so far, over all splits (on this process's rank)."""
-        return sum(d.num_skipped for d in self.datasets.values())
+        return sum(d.num_skipped for d in self._split_datasets())
 
     def skipped_files(self) -> list[str]:
-        return [path for d in self.datasets.values() for path in d.skipped_files()]
+        return [path for d in self._split_datasets() for path in d.skipped_files()]
 
     def _report_skips(self) -> None:
         skipped = self.num_skipped
@@ -287,7 +297,8 @@ class ImageNetDataModule(LightningDataModule):
             self._reported_skips = skipped
 
     def teardown(self, stage: str | None = None) -> None:
-        if self.num_skipped:
+        if self.num_skipped > self._summarised_skips:
+            self._summarised_skips = self.num_skipped
             files = self.skipped_files()
             log.warning(
                 "skipped %d undecodable image files: %s%s",

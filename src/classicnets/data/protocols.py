@@ -15,7 +15,7 @@ from classicnets.data.decode import EncodedImage, resize, shorter_side_size
 EVAL_PROTOCOLS = ("center_crop", "ten_crop", "googlenet_144", "multi_scale")
 GOOGLENET_SCALES = (256, 288, 320, 352)  # GoogLeNet §7: shorter side 256, 288, 320 and 352
 VGG_SCALES = (256, 384, 512)  # VGG §4.2: Q = {S_min, (S_min + S_max) / 2, S_max}, S ∈ [256, 512]
-VGG_GRID = 5  # VGG §4.3: a 5×5 regular grid of crops per scale, and their flips
+VGG_GRID = 5  # VGG §3.2: "50 crops per scale (5 × 5 regular grid with 2 flips)"
 
 
 class CenterCrop:
@@ -71,8 +71,8 @@ class GoogLeNet144:
 
 
 class MultiScaleGrid:
-    """VGG §4.3 multi-crop evaluation: at each scale Q (shorter side), a 5×5 regular grid of
-    size×size crops and their flips, 50 per scale (150 for Q ∈ {256, 384, 512}).
+    """VGG multi-crop evaluation (§3.2, results §4.3): at each scale Q (shorter side), a 5×5
+    regular grid of size×size crops and their flips, 50 per scale (150 for Q ∈ {256, 384, 512}).
 
     VGG's dense evaluation (the FC layers run as convolutions over the whole image) needs the
     network's cooperation and is not a data protocol; the paper reports both, and their

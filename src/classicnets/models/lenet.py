@@ -22,20 +22,25 @@ C3_TABLE: tuple[tuple[int, ...], ...] = (
     (0, 1, 2, 3, 4, 5),
 )  # fmt: skip
 
-# 7×12 bitmaps of the ten digits: the fixed ±1 weights of the RBF output units (Fig. 3).
-# Drawn after the paper's figure; '#' is +1, '.' is -1, row-major, 84 values each.
-DIGIT_BITMAPS: tuple[tuple[str, ...], ...] = (
-    (".......", "..###..", ".#...#.", "#.....#", "#.....#", "#.....#", "#.....#", "#.....#", ".#...#.", "..###..", ".......", "......."),  # 0
-    (".......", "...#...", "..##...", ".#.#...", "...#...", "...#...", "...#...", "...#...", "...#...", ".#####.", ".......", "......."),  # 1
-    (".......", ".#####.", "#.....#", "......#", ".....#.", "....#..", "...#...", "..#....", ".#.....", "#######", ".......", "......."),  # 2
-    (".......", ".#####.", "#.....#", "......#", "......#", "..####.", "......#", "......#", "#.....#", ".#####.", ".......", "......."),  # 3
-    (".......", "....#..", "...##..", "..#.#..", ".#..#..", "#...#..", "#######", "....#..", "....#..", "....#..", ".......", "......."),  # 4
-    (".......", "#######", "#......", "#......", "######.", "......#", "......#", "......#", "#.....#", ".#####.", ".......", "......."),  # 5
-    (".......", "..####.", ".#.....", "#......", "#.####.", "##....#", "#.....#", "#.....#", "#.....#", ".#####.", ".......", "......."),  # 6
-    (".......", "#######", "......#", ".....#.", "....#..", "...#...", "..#....", "..#....", "..#....", "..#....", ".......", "......."),  # 7
-    (".......", ".#####.", "#.....#", "#.....#", "#.....#", ".#####.", "#.....#", "#.....#", "#.....#", ".#####.", ".......", "......."),  # 8
-    (".......", ".#####.", "#.....#", "#.....#", "#.....#", ".######", "......#", "......#", ".....#.", ".####..", ".......", "......."),  # 9
-)  # fmt: skip
+# 7×12 bitmaps of the ten digits, drawn side by side: the fixed ±1 weights of the RBF output
+# units (Fig. 3, drawn after the paper's figure; '#' is +1, '.' is -1).
+_BITMAP_ROWS = """
+....... ....... ....... ....... ....... ....... ....... ....... ....... .......
+..###.. ...#... .#####. .#####. ....#.. ####### ..####. ####### .#####. .#####.
+.#...#. ..##... #.....# #.....# ...##.. #...... .#..... ......# #.....# #.....#
+#.....# .#.#... ......# ......# ..#.#.. #...... #...... .....#. #.....# #.....#
+#.....# ...#... .....#. ......# .#..#.. ######. #.####. ....#.. #.....# #.....#
+#.....# ...#... ....#.. ..####. #...#.. ......# ##....# ...#... .#####. .######
+#.....# ...#... ...#... ......# ####### ......# #.....# ..#.... #.....# ......#
+#.....# ...#... ..#.... ......# ....#.. ......# #.....# ..#.... #.....# ......#
+.#...#. ...#... .#..... #.....# ....#.. #.....# #.....# ..#.... #.....# .....#.
+..###.. .#####. ####### .#####. ....#.. .#####. .#####. ..#.... .#####. .####..
+....... ....... ....... ....... ....... ....... ....... ....... ....... .......
+....... ....... ....... ....... ....... ....... ....... ....... ....... .......
+"""
+DIGIT_BITMAPS: tuple[str, ...] = tuple(
+    "".join(row.split()[digit] for row in _BITMAP_ROWS.strip().splitlines()) for digit in range(10)
+)  # 84 characters per digit, row-major
 
 
 def squash(x: Tensor) -> Tensor:
@@ -66,9 +71,11 @@ class SparseC3(nn.Module):
     def __init__(self, table: tuple[tuple[int, ...], ...] = C3_TABLE) -> None:
         super().__init__()
         sizes = sorted({len(row) for row in table})
-        self.order: list[list[int]] = [[i for i, r in enumerate(table) if len(r) == k] for k in sizes]
+        self.order: list[list[int]] = [
+            [i for i, r in enumerate(table) if len(r) == k] for k in sizes
+        ]
         self.convs = nn.ModuleList()
-        for k, maps in zip(sizes, self.order):
+        for k, maps in zip(sizes, self.order, strict=True):
             gather = torch.tensor([c for m in maps for c in table[m]])
             self.register_buffer(f"gather{k}", gather, persistent=False)
             self.convs.append(nn.Conv2d(k * len(maps), len(maps), 5, groups=len(maps)))
@@ -76,12 +83,16 @@ class SparseC3(nn.Module):
         # Position of each output map after concatenating the groups, to restore Table I order.
         concat_order = [m for maps in self.order for m in maps]
         self.register_buffer(
-            "restore", torch.tensor([concat_order.index(m) for m in range(len(table))]),
+            "restore",
+            torch.tensor([concat_order.index(m) for m in range(len(table))]),
             persistent=False,
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        outs = [conv(x[:, getattr(self, f"gather{k}")]) for k, conv in zip(self.sizes, self.convs)]
+        outs = [
+            conv(x[:, getattr(self, f"gather{k}")])
+            for k, conv in zip(self.sizes, self.convs, strict=True)
+        ]
         return torch.cat(outs, dim=1)[:, self.restore]
 
 
@@ -93,7 +104,7 @@ class EuclideanRBF(nn.Module):
 
     def __init__(self, in_features: int = 84, num_classes: int = 10) -> None:
         super().__init__()
-        codes = [[1.0 if ch == "#" else -1.0 for ch in "".join(rows)] for rows in DIGIT_BITMAPS]
+        codes = [[1.0 if ch == "#" else -1.0 for ch in bitmap] for bitmap in DIGIT_BITMAPS]
         codes = codes[:num_classes]
         if num_classes > len(codes):
             gen = torch.Generator().manual_seed(0)
@@ -165,4 +176,3 @@ def lenet5(*, num_classes: int = 10, in_channels: int = 1) -> LeNet5:
 def lenet5_modern(*, num_classes: int = 10, in_channels: int = 1) -> LeNet5Modern:
     """LeNet-5 with ReLU, max pooling, a dense C3 and a linear output: 61,706 parameters."""
     return LeNet5Modern(num_classes=num_classes, in_channels=in_channels)
-

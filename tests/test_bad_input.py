@@ -1,0 +1,58 @@
+"""Bad input ends with a clear message and no run that looks successful."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import run_cli
+
+
+def assert_failed_cleanly(result, run_dir: Path, *phrases: str) -> None:
+    assert result.returncode != 0
+    message = result.stderr + result.stdout
+    for phrase in phrases:
+        assert phrase in message, message[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not (run_dir / "metrics.json").exists()
+    assert not list(run_dir.glob("checkpoints/*.ckpt"))
+
+
+def test_unknown_model_config_lists_the_choices(tmp_path: Path) -> None:
+    result = run_cli("train", "model=lenet6", f"hydra.run.dir={tmp_path}", check=False)
+    assert_failed_cleanly(result, tmp_path, "lenet6", "Available options", "lenet5", "resnet50")
+
+
+def test_unknown_registry_name_lists_the_models(tmp_path: Path) -> None:
+    result = run_cli("train", "model.net.name=lenet6", f"hydra.run.dir={tmp_path}", check=False)
+    assert_failed_cleanly(result, tmp_path, "unknown model 'lenet6'", "lenet5_modern")
+    assert result.returncode == 2
+
+
+def test_override_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    result = run_cli("train", "trainer.max_epoch=3", f"hydra.run.dir={tmp_path}", check=False)
+    assert_failed_cleanly(result, tmp_path, "max_epoch")
+
+
+def test_missing_imagenet_says_how_to_prepare_it(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-imagenet"
+    result = run_cli(
+        "train", "model=alexnet", f"data.root={missing}", f"hydra.run.dir={tmp_path / 'run'}",
+        check=False,
+    )  # fmt: skip
+    assert_failed_cleanly(result, tmp_path / "run", str(missing), "prepare_imagenet.py")
+    assert result.returncode == 2
+    assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_missing_full_mnist_says_where_to_put_it(tmp_path: Path) -> None:
+    run_dir = tmp_path / "r"
+    overrides = ["data.source=torchvision", f"data.root={tmp_path}", f"hydra.run.dir={run_dir}"]
+    result = run_cli("train", *overrides, check=False)
+    assert_failed_cleanly(result, run_dir, "MNIST", "data.download=true")
+
+
+def test_missing_checkpoint_for_eval(tmp_path: Path) -> None:
+    result = run_cli(
+        "eval", f"ckpt_path={tmp_path}/none.ckpt", f"hydra.run.dir={tmp_path}", check=False
+    )
+    assert_failed_cleanly(result, tmp_path, "none.ckpt", "does not exist")
