@@ -81,3 +81,11 @@ def run_cli(
     if check and result.returncode != 0:
         raise AssertionError(f"{script}.py failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return result
+
+
+@pytest.fixture(scope="session")
+def fake_imagenet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small ImageNet-layout tree of real JPEGs (4 classes), shared by the whole session."""
+    from classicnets.data.fake import make_fake_imagenet
+
+    return make_fake_imagenet(tmp_path_factory.mktemp("imagenet"), 4, 2, 2, seed=0)

@@ -1,0 +1,210 @@
+"""Processes of a run: DDP under Hydra, sweeps of DDP jobs, and processes that a launcher starts.
+
+Lightning's plain ``ddp`` starts the other ranks by running the script again. Under Hydra it
+repeats the parent's command line, ``-m`` included, so inside a sweep every child starts a sweep
+of its own (the known Lightning + Hydra problem that makes lightning-hydra-template fall back to
+``ddp_spawn``). Here the children instead rerun *this job*: its own overrides, in RUN mode, in the
+job's directory, writing no ``.hydra/`` of their own and logging to the job's one log file.
+After the job, :func:`end_job` closes the process group, waits for the children and restores the
+environment, so the next job of a sweep starts its own processes.
+
+Processes that a launcher starts itself (SLURM through ``srun``, submitit's local executor) are
+one per device; Lightning then starts nothing (``SLURMEnvironment``, :class:`SubmititEnvironment`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import torch.distributed as dist
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_original_cwd, to_absolute_path
+from lightning import Trainer
+from lightning.fabric.plugins.environments import ClusterEnvironment
+from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
+from lightning.pytorch.strategies.launchers import subprocess_script as pytorch_launcher
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+log = logging.getLogger(__name__)
+
+# What Lightning's launcher puts into the parent's environment for its children; left there, the
+# next job of a sweep would think its processes were started externally and wait for them forever.
+DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+# The rank of this process as the launchers announce it, most specific first.
+RANK_ENV = ("RANK", "SLURM_PROCID", "SUBMITIT_LOCAL_GLOBALID", "LOCAL_RANK")
+# Hydra overrides that concern the sweep, not the job: a child runs one job in RUN mode.
+SWEEP_OVERRIDES = (
+    "hydra.mode", "hydra.run.", "hydra.sweep.", "hydra.sweeper", "hydra/sweeper", "hydra.launcher",
+    "hydra/launcher", "hydra.output_subdir", "hydra.job.num", "hydra.job.id",
+)  # fmt: skip
+CHILD_EXIT_TIMEOUT_S = 60.0  # children only log and exit after the last collective
+
+_job_env: dict[str, str | None] = {}
+
+
+def global_rank() -> int:
+    """This process's rank, from the environment its launcher set (0 when launched by hand)."""
+    for key in RANK_ENV:
+        if key in os.environ:
+            return int(os.environ[key])
+    return 0
+
+
+def start_job() -> None:
+    """Call first in a Hydra task: DDP children rerun this job, ranks > 0 log warnings only."""
+    pytorch_launcher._hydra_subprocess_cmd = child_command
+    fabric_launcher._hydra_subprocess_cmd = child_command
+    _job_env.clear()
+    _job_env.update({key: os.environ.get(key) for key in DDP_ENV})
+    rank = global_rank()
+    rank_zero_only.rank = rank  # also for launchers Lightning does not know (submitit's local one)
+    if rank > 0:
+        _quiet_logging(rank)
+
+
+def child_command(local_rank: int) -> tuple[list[str], str]:
+    """The command that runs this Hydra job as DDP rank ``local_rank`` (replaces Lightning's
+    ``_hydra_subprocess_cmd``, which repeats ``sys.argv`` and so restarts whole sweeps)."""
+    import __main__
+
+    hydra_cfg = HydraConfig.get()
+    if __main__.__spec__ is None:
+        command = [sys.executable, to_absolute_path(sys.argv[0])]
+    else:
+        command = [sys.executable, "-m", __main__.__spec__.name]
+    command += list(hydra_cfg.overrides.task)
+    command += [o for o in hydra_cfg.overrides.hydra if not o.lstrip("+~").startswith(SWEEP_OVERRIDES)]
+    run_dir = hydra_cfg.runtime.output_dir.replace("\\", "\\\\").replace('"', '\\"')
+    # RUN mode even where the config itself says MULTIRUN (hparams_search/); no .hydra/ of its own.
+    command += [f'hydra.run.dir="{run_dir}"', "hydra.output_subdir=null", "hydra.mode=RUN"]
+    log.debug("DDP rank %d: %s", local_rank, command)
+    return command, get_original_cwd()
+
+
+def end_job(trainer: Trainer | None) -> None:
+    """Close this job's processes: the process group, Lightning's child processes, and the
+    environment Lightning set for them (a sweep's next job then starts afresh)."""
+    launcher = trainer.strategy.launcher if trainer is not None else None
+    children: list[subprocess.Popen] = list(getattr(launcher, "procs", []) or [])
+    if children:
+        _stop_child_observer()
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for child in children:
+        try:
+            child.wait(timeout=CHILD_EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            log.warning("DDP child %d did not exit; killing it", child.pid)
+            child.kill()
+            child.wait()
+        if child.returncode:
+            log.warning("DDP child %d exited with code %d", child.pid, child.returncode)
+    for key, value in _job_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _stop_child_observer() -> None:
+    """Lightning watches its children from a thread and SIGKILLs this process when one exits with
+    an error; :func:`end_job` waits for them itself, and reports instead of killing."""
+    for thread in threading.enumerate():
+        if thread.name == "child-process-observer":
+            thread._finished = True  # type: ignore[attr-defined]
+
+
+class _RankPrefix(logging.Filter):
+    def __init__(self, rank: int) -> None:
+        super().__init__()
+        self.prefix = f"[rank {rank}] "
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.prefix):
+            record.msg = f"{self.prefix}{record.msg}"
+        return True
+
+
+def _quiet_logging(rank: int) -> None:
+    """Ranks > 0 share rank 0's log file: warnings and errors only, marked with the rank."""
+    root = logging.getLogger()
+    root.setLevel(logging.WARNING)
+    for handler in root.handlers:
+        handler.addFilter(_RankPrefix(rank))
+
+
+def sweep_id() -> str | None:
+    """A name shared by the jobs of one sweep (its directory), or None outside a sweep."""
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if str(hydra_cfg.mode) != "RunMode.MULTIRUN":
+        return None
+    sweep_dir = Path(hydra_cfg.sweep.dir)
+    return f"{sweep_dir.parent.name}-{sweep_dir.name}" if sweep_dir.parent.name else sweep_dir.name
+
+
+def job_number() -> int | None:
+    """This job's number in its sweep, or None outside a sweep."""
+    return int(HydraConfig.get().job.num) if sweep_id() is not None else None
+
+
+class SubmititEnvironment(ClusterEnvironment):
+    """Processes that submitit started, one per device, as its local executor does on one machine
+    (``hydra/launcher: submitit_local`` with ``tasks_per_node`` = devices). On SLURM, Lightning's
+    own ``SLURMEnvironment`` reads the same processes from SLURM and adds auto-requeue."""
+
+    def __init__(self, main_port: int | None = None) -> None:
+        import submitit
+
+        self._job = submitit.JobEnvironment()
+        # The same on every task of the job; MASTER_PORT wins when it is set.
+        self._main_port = main_port or 20000 + int(str(self._job.job_id).split("_")[0]) % 20000
+
+    @property
+    def creates_processes_externally(self) -> bool:
+        return True
+
+    @property
+    def main_address(self) -> str:
+        return os.environ.get("MASTER_ADDR", self._job.hostnames[0])
+
+    @property
+    def main_port(self) -> int:
+        return int(os.environ.get("MASTER_PORT", self._main_port))
+
+    @staticmethod
+    def detect() -> bool:
+        return "SUBMITIT_EXECUTOR" in os.environ
+
+    def world_size(self) -> int:
+        return self._job.num_tasks
+
+    def set_world_size(self, size: int) -> None:
+        pass  # submitit decided it
+
+    def global_rank(self) -> int:
+        return self._job.global_rank
+
+    def set_global_rank(self, rank: int) -> None:
+        pass
+
+    def local_rank(self) -> int:
+        return self._job.local_rank
+
+    def node_rank(self) -> int:
+        return self._job.node
+
+    def validate_settings(self, num_devices: int, num_nodes: int) -> None:
+        if num_devices * num_nodes != self._job.num_tasks:
+            raise ValueError(
+                f"submitit started {self._job.num_tasks} processes for trainer.devices="
+                f"{num_devices} x trainer.num_nodes={num_nodes}; set hydra.launcher.tasks_per_node "
+                "to trainer.devices and hydra.launcher.nodes to trainer.num_nodes"
+            )
+
