@@ -13,11 +13,11 @@ import torchvision.transforms as T
 from PIL import Image
 
 from classicnets.data.decode import EncodedImage, crop_resize
-from classicnets.data.distributed import EvenShardBatchSampler
 from classicnets.data.fake import make_fake_imagenet, wnid
 from classicnets.data.folder import DECODE_ERRORS
 from classicnets.data.presets import TRAIN_PRESETS, AreaCrop, make_train_preset
 from classicnets.data.protocols import make_protocol
+from classicnets.data.sampling import EvenShardBatchSampler
 from classicnets.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,

