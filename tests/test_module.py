@@ -117,3 +117,23 @@ def test_non_finite_loss_stops_training_naming_the_step() -> None:
     x, y = torch.full((2, 1, 2, 2), float("nan")), torch.zeros(2, dtype=torch.long)
     with pytest.raises(FloatingPointError, match="global step"):
         m.training_step((x, y), 0)
+
+
+def test_weight_decay_spares_the_named_parameter_kinds() -> None:
+    from classicnets.models import get_model
+    from classicnets.module import parameter_groups
+
+    net = get_model("mobilenet_v1")
+    decay, spared = parameter_groups(net, ["depthwise"])
+    depthwise = [m.weight for m in net.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert len(depthwise) == 13 and {id(p) for p in depthwise} == {id(p) for p in spared["params"]}
+    assert spared["weight_decay"] == 0.0
+    net = get_model("shufflenet_v2_x0_5")
+    decay, spared = parameter_groups(net, ["norm", "bias"])
+    norms = [p for m in net.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()]
+    assert {id(p) for p in norms} <= {id(p) for p in spared["params"]}
+    assert all(p.ndim > 1 for p in decay["params"])  # only conv / linear weights decay
+    total = sum(p.numel() for p in net.parameters())
+    assert sum(p.numel() for g in (decay, spared) for p in g["params"]) == total
+    with pytest.raises(ValueError, match="unknown"):
+        parameter_groups(net, ["bn"])

@@ -23,6 +23,33 @@ OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
 
 
+NO_DECAY_KINDS = ("bias", "norm", "depthwise")
+
+
+def parameter_groups(net: nn.Module, no_weight_decay: Sequence[str]) -> list[dict[str, Any]]:
+    """The network's parameters in two groups: the second, weight decay 0, holds the kinds named
+    in ``no_weight_decay`` — ``bias``, ``norm`` (all BN/GN/LN parameters), ``depthwise`` (3×3
+    depthwise filters: MobileNet section 3.2, "very little or no weight decay")."""
+    unknown = set(no_weight_decay) - set(NO_DECAY_KINDS)
+    if unknown:
+        raise ValueError(f"model.no_weight_decay: unknown {sorted(unknown)}; use {NO_DECAY_KINDS}")
+    decay: list[nn.Parameter] = []
+    spared: list[nn.Parameter] = []
+    for module in net.modules():
+        is_norm = isinstance(module, nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm)
+        is_depthwise = isinstance(module, nn.Conv2d) and 1 < module.groups == module.in_channels
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad:
+                continue
+            spare = (
+                ("bias" in no_weight_decay and name == "bias")
+                or ("norm" in no_weight_decay and is_norm)
+                or ("depthwise" in no_weight_decay and is_depthwise and name == "weight")
+            )
+            (spared if spare else decay).append(param)
+    return [{"params": decay}, {"params": spared, "weight_decay": 0.0}]
+
+
 def scaled_learning_rate(base_lr: float, batch_size: int, reference_batch_size: int) -> float:
     """Linear scaling rule (Goyal et al. 2017): the LR grows with the global batch."""
     return base_lr * batch_size / reference_batch_size
@@ -39,6 +66,7 @@ class ClassificationModule(LightningModule):
         scheduler_config: Lightning's scheduler settings (interval, frequency, monitor).
         aux_loss_weights: weights of the auxiliary heads' losses (GoogLeNet: 0.3 each).
         label_smoothing: as in ``F.cross_entropy``.
+        no_weight_decay: parameter kinds kept out of weight decay (see ``parameter_groups``).
         reference_batch_size: the paper's global batch; None disables LR scaling.
         batch_size: this run's global batch.
         scale_lr: apply the linear scaling rule when ``batch_size != reference_batch_size``.
@@ -55,6 +83,7 @@ class ClassificationModule(LightningModule):
         scheduler_config: Mapping[str, Any] | None = None,
         aux_loss_weights: Sequence[float] = (),
         label_smoothing: float = 0.0,
+        no_weight_decay: Sequence[str] = (),
         reference_batch_size: int | None = None,
         batch_size: int | None = None,
         scale_lr: bool = True,
@@ -155,7 +184,11 @@ class ClassificationModule(LightningModule):
     def configure_optimizers(self) -> Optimizer | dict[str, Any]:
         if self.optimizer_factory is None:
             raise ValueError("no optimizer configured: set model.optimizer in the config")
-        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.hparams.no_weight_decay:
+            params = parameter_groups(self.net, self.hparams.no_weight_decay)
+        else:
+            params = self.parameters()
+        optimizer = self.optimizer_factory(params=params)
         warmup = self._apply_lr_scaling(optimizer)
         schedulers: list[dict[str, Any]] = []
         if self.scheduler_factory is not None:
