@@ -48,3 +48,16 @@ def copy_weights_by_order(src: nn.Module, dst: nn.Module, assign: bool = False) 
         )
         new_state[dst_name] = src_t.detach().clone()
     dst.load_state_dict(new_state, assign=assign)
+
+
+@torch.no_grad()
+def randomize_batchnorm_(model: nn.Module) -> nn.Module:
+    """Perturb every BN's affine parameters and running statistics, so that an equivalence test
+    would notice a BN in the wrong place (fresh BNs are the identity in eval mode)."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.normal_(0, 0.1)
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return model

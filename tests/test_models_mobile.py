@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from classicnets.models import get_model, list_models, model_info
 from classicnets.models.mobilenet import InvertedResidual
 from classicnets.models.shufflenet import ShuffleUnit, channel_shuffle
-from model_utils import copy_weights_by_order, count_params
+from model_utils import copy_weights_by_order, count_params, randomize_batchnorm_
 
 SHUFFLE_V1 = [f"shufflenet_v1_g{g}" for g in (1, 2, 3, 4, 8)]
 SHUFFLE_V2 = [f"shufflenet_v2_x{w}" for w in ("0_5", "1_0", "1_5", "2_0")]
@@ -106,13 +106,7 @@ def test_torchvision_equivalence(name: str) -> None:
     ours in state_dict order gives the same logits in eval mode; the names match as well."""
     torch.manual_seed(1)
     twin = getattr(torchvision.models, model_info(name).torchvision_twin)(weights=None)
-    with torch.no_grad():
-        for m in twin.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.1)
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
+    randomize_batchnorm_(twin)
     ours = get_model(name)
     copy_weights_by_order(twin, ours)
     assert list(ours.state_dict()) == list(twin.state_dict())

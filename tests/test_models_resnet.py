@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from classicnets.models import get_model, list_models, model_info
 from classicnets.models.resnet import BasicBlock, Bottleneck, ZeroPadShortcut
-from model_utils import copy_weights_by_order, count_params
+from model_utils import copy_weights_by_order, count_params, randomize_batchnorm_
 
 RESNETS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 RESNEXTS = ["resnext50_32x4d", "resnext101_32x8d"]
@@ -127,13 +127,7 @@ def test_torchvision_equivalence(name: str) -> None:
     BN would show) copied into ours in state_dict order gives the same logits in eval mode."""
     torch.manual_seed(1)
     twin = getattr(torchvision.models, model_info(name).torchvision_twin)(weights=None)
-    with torch.no_grad():
-        for m in twin.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.1)
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
+    randomize_batchnorm_(twin)
     ours = get_model(name)
     copy_weights_by_order(twin, ours)
     x = torch.randn(2, 3, 64, 64)
