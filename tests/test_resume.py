@@ -1,0 +1,192 @@
+"""Resumption: a killed run resumed equals one never interrupted; signals save a checkpoint; a
+checkpoint is never half-written; a NaN loss leaves the last good checkpoint as it was."""
+
+from __future__ import annotations
+
+import os
+import signal
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import pytest
+import torch
+from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from omegaconf import OmegaConf
+
+from classicnets import pipeline
+from classicnets.callbacks.resumable import rng_state, set_rng_state
+from classicnets.data.mnist import MNISTDataModule
+from classicnets.module import ClassificationModule
+from classicnets.resume import AtomicCheckpointIO, latest_checkpoint, wandb_run_id
+from run_helpers import REPO, TINY, SignalAt, load, signal_at, train
+
+# Bit-for-bit on CPU: deterministic algorithms, one thread, the test split left out.
+EXACT = (*TINY, "trainer.max_epochs=3", "trainer.deterministic=true", "test=false", "logger=none")
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Path) -> None:
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    train(tmp_path, *EXACT, f"hydra.run.dir={reference}")
+    # Killed in the middle of the second epoch (steps 6-10); last.ckpt is from the end of the first.
+    train(
+        tmp_path, *EXACT, f"hydra.run.dir={interrupted}", *signal_at(8, signal.SIGKILL), expect=-9
+    )
+    assert load(interrupted / "checkpoints" / "last.ckpt")["global_step"] == 5
+    result = train(tmp_path, *EXACT, f"hydra.run.dir={interrupted}")  # the same command again
+    assert "resuming from" in result.stdout + result.stderr
+
+    want, got = (
+        load(reference / "checkpoints" / "last.ckpt"),
+        load(interrupted / "checkpoints" / "last.ckpt"),
+    )
+    assert got["global_step"] == want["global_step"] == 15
+    assert want["state_dict"].keys() == got["state_dict"].keys()
+    for name, tensor in want["state_dict"].items():
+        assert torch.equal(tensor, got["state_dict"][name]), name
+    momentum = [s["momentum_buffer"] for s in want["optimizer_states"][0]["state"].values()]
+    momentum_got = [s["momentum_buffer"] for s in got["optimizer_states"][0]["state"].values()]
+    assert all(torch.equal(a, b) for a, b in zip(momentum, momentum_got, strict=True))
+    assert want["lr_schedulers"] == got["lr_schedulers"]
+
+
+def test_a_crash_while_saving_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"global_step": 1, "w": torch.arange(1000.0)}, path)
+
+    def torn_write(obj: Any, f: Any) -> None:  # the process dies halfway through the file
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", torn_write)
+    with pytest.raises(OSError, match="No space"):
+        io.save_checkpoint({"global_step": 2, "w": torch.zeros(1000)}, path)
+    monkeypatch.undo()
+    kept = io.load_checkpoint(path)
+    assert kept["global_step"] == 1 and torch.equal(kept["w"], torch.arange(1000.0))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left
+
+
+def test_auto_resume_takes_the_newest_of_last_and_the_slurm_requeue_checkpoint(
+    tmp_path: Path,
+) -> None:
+    assert pipeline.resume_checkpoint("auto", tmp_path) is None  # a fresh directory starts fresh
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.parent.mkdir()
+    last.write_bytes(b"x")
+    hpc = tmp_path / "hpc_ckpt_1.ckpt"
+    hpc.write_bytes(b"x")
+    os.utime(last, (1_000, 1_000))
+    os.utime(hpc, (2_000, 2_000))
+    assert pipeline.resume_checkpoint("auto", tmp_path) == str(hpc)
+    os.utime(last, (3_000, 3_000))
+    assert latest_checkpoint(tmp_path) == last
+
+
+def test_wandb_run_id_is_read_from_the_runs_wandb_wrote(tmp_path: Path) -> None:
+    assert wandb_run_id(tmp_path) is None
+    old = tmp_path / "wandb" / "offline-run-20260101_000000-abc123xy"
+    new = tmp_path / "wandb" / "run-20260102_000000-zz9yy8xx"
+    for age, run in enumerate((old, new)):
+        run.mkdir(parents=True)
+        os.utime(run, (1_000 + age, 1_000 + age))
+    (tmp_path / "wandb" / "latest-run").symlink_to(old)
+    assert wandb_run_id(tmp_path) == "zz9yy8xx"
+
+
+def test_rng_states_survive_a_weights_only_checkpoint(tmp_path: Path) -> None:
+    import random
+
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    torch.save({"rng": rng_state()}, tmp_path / "c.ckpt")
+    expected = (random.random(), float(np.random.rand()), torch.rand(3))
+    set_rng_state(torch.load(tmp_path / "c.ckpt", weights_only=True)["rng"])
+    got = (random.random(), float(np.random.rand()), torch.rand(3))
+    assert expected[:2] == got[:2] and torch.equal(expected[2], got[2])
+
+
+class PoisonWeightsAt(Callback):
+    """Turn every weight into NaN after step ``step``, as a diverging run would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                for p in pl_module.parameters():
+                    p.fill_(float("nan"))
+
+
+def _fit_lenet(run_dir: Path, callback: Callback, plugins: tuple[Any, ...] = ()) -> None:
+    """Three epochs of three batches in this process, with the checkpoint and resumption callbacks
+    of conf/callbacks/default.yaml, and ``callback``."""
+    torch.manual_seed(0)
+    model = ClassificationModule(
+        net={"name": "lenet5"},
+        num_classes=10,
+        in_channels=1,
+        optimizer=partial(torch.optim.SGD, lr=1e-3, momentum=0.9),
+    )
+    config = OmegaConf.load(REPO / "conf" / "callbacks" / "default.yaml")
+    for node in config.values():
+        if "dirpath" in node:
+            node.dirpath = str(run_dir / "checkpoints")
+    kept = ("model_checkpoint", "last_checkpoint", "rng_state", "checkpoint_on_signal")
+    callbacks = [hydra.utils.instantiate(config[name]) for name in kept]
+    trainer = Trainer(
+        accelerator="cpu", max_epochs=3, limit_train_batches=3, limit_val_batches=1,
+        callbacks=[*callbacks, callback], plugins=[AtomicCheckpointIO(), *plugins], logger=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=run_dir,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=MNISTDataModule(batch_size=8, distortions=False))
+
+
+def test_a_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(FloatingPointError, match=r"epoch 1, global step 4"):
+        _fit_lenet(tmp_path, PoisonWeightsAt(4))
+    last = load(tmp_path / "checkpoints" / "last.ckpt")
+    assert (last["epoch"], last["global_step"]) == (0, 3)  # the end of the first epoch
+    assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
+
+
+def test_sigterm_saves_last_ckpt_and_exits_with_128_plus_the_signal(tmp_path: Path) -> None:
+    handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stop:
+        _fit_lenet(tmp_path, SignalAt(4, signal.SIGTERM))  # in epoch 1, after its first batch
+    assert stop.value.code == 128 + signal.SIGTERM
+    last = load(tmp_path / "checkpoints" / "last.ckpt")
+    assert (last["epoch"], last["global_step"]) == (1, 5)  # saved after the next batch
+    assert len(last["rng_states"]) == 1
+    assert signal.getsignal(signal.SIGTERM) is handler  # restored
+
+
+def test_sigusr1_on_slurm_saves_last_ckpt_and_requeues_the_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scontrol = tmp_path / "bin" / "scontrol"  # records what it was asked to do
+    scontrol.parent.mkdir()
+    scontrol.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "scontrol.args"}\n')
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{scontrol.parent}{os.pathsep}{os.environ['PATH']}")
+    slurm = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}
+    for key, value in {**slurm, "SLURM_NODEID": "0", "SLURM_JOB_NAME": "train"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    with pytest.raises(SystemExit) as stop:
+        _fit_lenet(
+            tmp_path / "run",
+            SignalAt(4, signal.SIGUSR1),
+            plugins=(SLURMEnvironment(auto_requeue=True),),
+        )
+    assert stop.value.code == 128 + signal.SIGUSR1
+    assert load(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 5
+    assert (tmp_path / "scontrol.args").read_text().split() == ["requeue", "4242"]

@@ -1,0 +1,99 @@
+"""Sweeps and launchers: the Optuna search maximises what train returns; submitit's local executor
+starts one process per device (the SLURM path, Lightning starting none); the SLURM launcher
+config asks SLURM for the same."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from run_helpers import DDP, REPO, TINY, train
+
+
+@pytest.mark.slow
+def test_optuna_search_maximises_the_metric_train_returns(tmp_path: Path) -> None:
+    sweep = tmp_path / "optuna"
+    train(
+        tmp_path, "hparams_search=lenet5_optuna", "hydra.sweeper.n_trials=2", *TINY,
+        "trainer.max_epochs=1", "logger=none", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    trials = {}
+    for job in ("0", "1"):
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        overrides = yaml.safe_load((sweep / job / ".hydra" / "overrides.yaml").read_text())
+        lr = next(float(o.split("=")[1]) for o in overrides if o.startswith("model.optimizer.lr="))
+        trials[lr] = metrics["val/acc_top1"]
+    assert len(trials) == 2  # two different learning rates were tried
+    assert result["best_value"] == max(trials.values())
+    assert trials[result["best_params"]["model.optimizer.lr"]] == result["best_value"]
+
+
+@pytest.mark.slow
+def test_submitit_local_starts_one_process_per_device_and_lightning_none(tmp_path: Path) -> None:
+    sweep = tmp_path / "local"
+    train(
+        tmp_path, "-m", "launcher=local", *TINY, *DDP, "trainer.max_epochs=1", "test=false",
+        "logger=none", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    (job_logs,) = [p for p in (sweep / ".submitit").iterdir() if p.name != "%j"]
+    # submitit ran two tasks of the one job; each joined the process group itself.
+    assert sorted(p.name.split("_")[1] for p in job_logs.glob("*_log.out")) == ["0", "1"]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in next(job_logs.glob("*_1_log.err")).read_text()
+    log = (sweep / "0" / "train.log").read_text()
+    assert "MEMBER: 1/2" in log and "All distributed processes registered" in log
+    assert json.loads((sweep / "0" / "metrics.json").read_text())["val/acc_top1"] > 0
+    assert {p.name for p in sweep.iterdir()} == {"0", ".submitit", "multirun.yaml"}
+
+
+def test_slurm_launcher_asks_for_one_task_per_gpu_and_sigusr1_before_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import submitit
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3", job_name="train"):
+        cfg = compose(
+            "train",
+            overrides=[
+                "launcher=slurm",
+                "trainer.devices=8",
+                "trainer.num_nodes=4",
+                "hydra.launcher.partition=gpu",
+                f"hydra.sweep.dir={tmp_path}",
+            ],
+            return_hydra_config=True,
+        )
+    plugins = [p["_target_"].rsplit(".", 1)[1] for p in cfg.trainer.plugins]
+    assert plugins == ["AtomicCheckpointIO", "SLURMEnvironment"] and cfg.trainer.strategy == "ddp"
+    # The sbatch script submitit would write for these launcher settings (as the launcher maps
+    # them); submitit wants an srun on PATH, which this machine has not.
+    srun = tmp_path / "bin" / "srun"
+    srun.parent.mkdir()
+    srun.write_text("#!/bin/sh\n")
+    srun.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{srun.parent}{os.pathsep}{os.environ['PATH']}")
+    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    folder = params.pop("submitit_folder")
+    for key in ("_target_", "max_num_timeout"):
+        params.pop(key)
+    base = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
+    sbatch = executor._executor._make_submission_file_text("python -m submitit", "uid")
+    for line in (
+        "--nodes=4",
+        "--ntasks-per-node=8",
+        "--gpus-per-node=8",
+        "--signal=USR1@120",
+        "--requeue",
+        "--partition=gpu",
+    ):
+        assert f"#SBATCH {line}\n" in sbatch
+    assert "USR2" not in sbatch and "srun" in sbatch
