@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from lightning import Trainer
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -43,6 +44,7 @@ def module(**kwargs) -> ClassificationModule:
 
 def test_aux_losses_are_weighted_into_the_main_loss() -> None:
     m = module(aux_loss_weights=[0.3, 0.3])
+    m.trainer = Trainer(logger=False, accelerator="cpu", devices=1)
     x, y = torch.randn(8, 1, 2, 2), torch.randint(0, 10, (8,))
     main, a1, a2 = m.net.train()(x)
     loss, logits = m._loss((main, a1, a2), y)
@@ -114,6 +116,7 @@ def test_pass_wise_rate_table() -> None:
 
 def test_non_finite_loss_stops_training_naming_the_step() -> None:
     m = module(aux_loss_weights=[0.3, 0.3])
+    m.trainer = Trainer(logger=False, accelerator="cpu", devices=1)
     x, y = torch.full((2, 1, 2, 2), float("nan")), torch.zeros(2, dtype=torch.long)
     with pytest.raises(FloatingPointError, match="global step"):
         m.training_step((x, y), 0)

@@ -106,7 +106,9 @@ class ClassificationModule(LightningModule):
             accuracy = {"acc_top1": MulticlassAccuracy(num_classes, top_k=1, average="micro")}
             if top5 == 5 and stage != "train":
                 accuracy["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-            self.metrics[f"{stage}_metrics"] = MetricCollection(accuracy)
+            # The train collection logs itself (per epoch), so its keys carry the stage.
+            prefix = "train/" if stage == "train" else None
+            self.metrics[f"{stage}_metrics"] = MetricCollection(accuracy, prefix=prefix)
         self.mean_loss = nn.ModuleDict({f"{s}_loss": MeanMetric() for s in ("val", "test")})
 
     def forward(self, images: Tensor) -> Tensor:
@@ -136,7 +138,9 @@ class ClassificationModule(LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, targets = batch
         loss, logits = self._loss(self.net(images), targets)
-        if not torch.isfinite(loss):
+        # Every rank stops at the same step, even where only one rank's loss went bad.
+        finite = torch.isfinite(loss).item()
+        if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
             raise FloatingPointError(
                 f"loss is {loss.item()} at epoch {self.current_epoch}, global step "
                 f"{self.global_step}; the last good checkpoint is kept. Lower the learning rate "
