@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import run_cli
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from classicnets.data.common import DatasetNotFoundError
+from classicnets.data.mnist import MNISTDataModule
+from conftest import compose_config, run_cli
 
 
 def assert_failed_cleanly(result, run_dir: Path, *phrases: str) -> None:
@@ -29,8 +34,8 @@ def test_unknown_registry_name_lists_the_models(tmp_path: Path) -> None:
 
 
 def test_override_that_does_not_exist_is_refused(tmp_path: Path) -> None:
-    result = run_cli("train", "trainer.max_epoch=3", f"hydra.run.dir={tmp_path}", check=False)
-    assert_failed_cleanly(result, tmp_path, "max_epoch")
+    with pytest.raises(ConfigCompositionException, match="max_epoch"):
+        compose_config("train", ["trainer.max_epoch=3"], tmp_path)
 
 
 def test_missing_imagenet_says_how_to_prepare_it(tmp_path: Path) -> None:
@@ -45,10 +50,9 @@ def test_missing_imagenet_says_how_to_prepare_it(tmp_path: Path) -> None:
 
 
 def test_missing_full_mnist_says_where_to_put_it(tmp_path: Path) -> None:
-    run_dir = tmp_path / "r"
-    overrides = ["data.source=torchvision", f"data.root={tmp_path}", f"hydra.run.dir={run_dir}"]
-    result = run_cli("train", *overrides, check=False)
-    assert_failed_cleanly(result, run_dir, "MNIST", "data.download=true")
+    datamodule = MNISTDataModule(source="torchvision", root=str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match=r"MNIST/raw.*data\.download=true"):
+        datamodule.setup("fit")
 
 
 def test_missing_checkpoint_for_eval(tmp_path: Path) -> None:
