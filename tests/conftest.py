@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -16,6 +15,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+
+from run_helpers import run_script
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -68,19 +69,7 @@ def run_cli(
     script: str, *overrides: str, check: bool = True, timeout: float = 300
 ) -> subprocess.CompletedProcess:
     """Run ``python src/<script>.py overrides...`` from the repo root, as a user would."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
-    result = subprocess.run(
-        [sys.executable, f"src/{script}.py", *overrides],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"{script}.py failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    return result
+    return run_script(script, *overrides, expect=0 if check else None, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

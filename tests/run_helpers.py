@@ -29,20 +29,26 @@ TINY = (
 DDP = ("trainer.devices=2", "trainer.strategy=ddp")
 
 
-def train(
-    cwd: Path, *overrides: str, expect: int = 0, timeout: float = 240
+def run_script(
+    script: str,
+    *overrides: str,
+    cwd: Path = REPO,
+    expect: int | None = 0,
+    timeout: float = 240,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run ``python src/train.py overrides...`` from ``cwd``; fail unless it exits ``expect``."""
+    """Run ``python src/<script>.py overrides...`` from ``cwd`` as a user would (no stdin, W&B
+    offline, one torch thread); fail unless it exits ``expect`` (None: any exit status)."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
         "WANDB_MODE": "offline",
         "WANDB_SILENT": "true",
-        "HYDRA_FULL_ERROR": "1",
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        **(env or {}),
     }
     result = subprocess.run(
-        [sys.executable, str(REPO / "src" / "train.py"), *overrides],
+        [sys.executable, str(REPO / "src" / f"{script}.py"), *overrides],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -50,11 +56,20 @@ def train(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
-    if result.returncode != expect:
+    if expect is not None and result.returncode != expect:
         raise AssertionError(
-            f"train.py exited {result.returncode}, expected {expect}:\n{result.stderr[-4000:]}"
+            f"{script}.py exited {result.returncode}, expected {expect}:\n{result.stderr[-4000:]}"
         )
     return result
+
+
+def train(
+    cwd: Path, *overrides: str, expect: int = 0, timeout: float = 240
+) -> subprocess.CompletedProcess:
+    """Run ``python src/train.py overrides...`` from ``cwd`` with full Hydra tracebacks."""
+    return run_script(
+        "train", *overrides, cwd=cwd, expect=expect, timeout=timeout, env={"HYDRA_FULL_ERROR": "1"}
+    )
 
 
 def signal_at(step: int, signum: int, rank: int = 0) -> tuple[str, ...]:
