@@ -25,8 +25,11 @@ def main(cfg: DictConfig) -> dict[str, float]:
 
     checkpoint = pipeline.load_checkpoint(cfg.ckpt_path)
     data_cfg = pipeline.eval_data_config(cfg, checkpoint)
-    datamodule = pipeline.instantiate_datamodule(data_cfg)
-    model = ClassificationModule.load_from_checkpoint(cfg.ckpt_path, map_location="cpu")
+    datamodule = hydra.utils.instantiate(data_cfg)
+    # The checkpoint is already in memory: rebuild the network from its hyperparameters rather
+    # than reading the file a second time (load_from_checkpoint would).
+    model = ClassificationModule(**checkpoint["hyper_parameters"])
+    model.load_state_dict(checkpoint["state_dict"])
     loggers = pipeline.instantiate_loggers(cfg.get("logger"), run_dir)
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False)
 

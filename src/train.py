@@ -29,7 +29,7 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = pipeline.output_dir()
     cfg.seed = pipeline.seed_everything(cfg.seed)
 
-    datamodule = pipeline.instantiate_datamodule(cfg.data)  # fails at once on missing data
+    datamodule = hydra.utils.instantiate(cfg.data)  # fails at once on missing data
     model = hydra.utils.instantiate(
         cfg.model,
         num_classes=datamodule.num_classes,

@@ -14,7 +14,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from lightning import Callback, LightningDataModule, Trainer
+from lightning import Callback, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -160,11 +160,6 @@ def finish_loggers(loggers: list[Logger]) -> None:
 
             if wandb.run is not None:
                 wandb.finish()
-
-
-def instantiate_datamodule(cfg: DictConfig) -> LightningDataModule:
-    """The DataModule of ``cfg`` (``hydra.utils.instantiate(cfg)`` is all it takes)."""
-    return hydra.utils.instantiate(cfg)
 
 
 def resolved(cfg: DictConfig) -> dict[str, Any]:
