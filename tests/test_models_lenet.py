@@ -61,6 +61,13 @@ def test_init_is_uniform_in_2_4_over_fan_in(lenet: nn.Module) -> None:
         bound = 2.4 / fan_in
         assert layer.weight.abs().max() <= bound
         assert layer.weight.abs().max() > 0.9 * bound  # spread over the whole interval
+    # the recipe's alternative (Efficient BackProp): standard deviation fan_in^-1/2
+    torch.manual_seed(0)
+    efficient = get_model("lenet5", init="sqrt_fan_in")
+    for layer, fan_in in ((efficient.c1, 25), (efficient.c5, 16 * 25), (efficient.f6, 120)):
+        assert layer.weight.std().item() == pytest.approx(fan_in**-0.5, rel=0.1)
+    with pytest.raises(ValueError, match="unknown LeNet-5 init 'xavier'"):
+        get_model("lenet5", init="xavier")
 
 
 def test_gradients_reach_the_first_layer_and_other_shapes(lenet: nn.Module) -> None:

@@ -8,6 +8,10 @@ Trainable parameters: 156 + 12 + 1,516 + 32 + 48,120 + 10,164 = 60,000.
 
 from __future__ import annotations
 
+import math
+from collections import OrderedDict
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -43,9 +47,24 @@ DIGIT_BITMAPS: tuple[str, ...] = tuple(
 )  # 84 characters per digit, row-major
 
 
+SQUASH_AMPLITUDE, SQUASH_SLOPE = 1.7159, 2.0 / 3.0  # Appendix A: A and S
+
+
 def squash(x: Tensor) -> Tensor:
     """The paper's sigmoid, f(a) = A tanh(S a) with A = 1.7159, S = 2/3 (Appendix A)."""
-    return 1.7159 * torch.tanh(x * (2.0 / 3.0))
+    return SQUASH_AMPLITUDE * torch.tanh(x * SQUASH_SLOPE)
+
+
+class Squash(nn.Module):
+    """``squash`` as a layer, with the derivative that the second-derivative pass needs."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return squash(x)
+
+    @staticmethod
+    def derivative(a: Tensor) -> Tensor:
+        """f'(a) = A S (1 - tanh²(S a))."""
+        return SQUASH_AMPLITUDE * SQUASH_SLOPE * (1 - torch.tanh(a * SQUASH_SLOPE).square())
 
 
 class Subsampling(nn.Module):
@@ -115,34 +134,55 @@ class EuclideanRBF(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return -torch.cdist(x, self.centers).pow(2)
 
+    def input_curvature(self, x: Tensor, targets: Tensor) -> Tensor:
+        """∂²E/∂x_j² of the criterion's y_D term, Σ_j (x_j − w_Dj)²: 2 for every input. This is the
+        boundary condition of the second-derivative backpropagation (Appendix C)."""
+        return torch.full_like(x, 2.0)
 
-class LeNet5(nn.Module):
-    """LeNet-5 as published in 1998: scaled tanh, trainable subsampling, C3 table, RBF output."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
-        super().__init__()
-        self.c1 = nn.Conv2d(in_channels, 6, 5)
-        self.s2 = Subsampling(6)
-        self.c3 = SparseC3()
-        self.s4 = Subsampling(16)
-        self.c5 = nn.Conv2d(16, 120, 5)
-        self.f6 = nn.Linear(120, 84)
-        self.output = EuclideanRBF(84, num_classes)
-        self.reset_parameters()
+Init = Literal["fan_in", "sqrt_fan_in"]
 
-    def reset_parameters(self) -> None:
-        """Uniform in ±2.4 / fan_in (Appendix A: keeps the weighted sums in the squash's range)."""
+
+class LeNet5(nn.Sequential):
+    """LeNet-5 as published in 1998: scaled tanh, trainable subsampling, C3 table, RBF output.
+
+    A plain chain of layers, as Fig. 2 draws it, so that the stochastic diagonal Levenberg-Marquardt
+    optimizer can backpropagate second derivatives through it (``classicnets.optim.sdlm``).
+
+    ``init`` draws the weights and biases of C1, C3, C5 and F6 uniformly in ±b (the subsampling
+    coefficients start at 1, the plain 2×2 sum):
+    ``"fan_in"``: b = 2.4 / F, as Appendix A prints it (F: the unit's fan-in);
+    ``"sqrt_fan_in"``: b = sqrt(3 / F), standard deviation F^-1/2, the rule of LeCun, Bottou, Orr &
+    Müller 1998, "Efficient BackProp", section 4.6, for this same squash.
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, init: Init = "fan_in") -> None:
+        super().__init__(
+            OrderedDict(
+                c1=nn.Conv2d(in_channels, 6, 5), c1_squash=Squash(),
+                s2=Subsampling(6), s2_squash=Squash(),
+                c3=SparseC3(), c3_squash=Squash(),
+                s4=Subsampling(16), s4_squash=Squash(),
+                c5=nn.Conv2d(16, 120, 5), c5_squash=Squash(),
+                flatten=nn.Flatten(),
+                f6=nn.Linear(120, 84), f6_squash=Squash(),
+                output=EuclideanRBF(84, num_classes),
+            )
+        )  # fmt: skip
+        self.reset_parameters(init)
+
+    def reset_parameters(self, init: Init = "fan_in") -> None:
+        bounds = {
+            "fan_in": lambda fan_in: 2.4 / fan_in,
+            "sqrt_fan_in": lambda fan_in: math.sqrt(3 / fan_in),
+        }
+        if init not in bounds:
+            raise ValueError(f"unknown LeNet-5 init {init!r}; choose one of {sorted(bounds)}")
         for module in self.modules():
             if isinstance(module, nn.Conv2d | nn.Linear):
-                fan_in = module.weight[0].numel()
-                nn.init.uniform_(module.weight, -2.4 / fan_in, 2.4 / fan_in)
-                nn.init.uniform_(module.bias, -2.4 / fan_in, 2.4 / fan_in)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = squash(self.s2(squash(self.c1(x))))
-        x = squash(self.s4(squash(self.c3(x))))
-        x = squash(self.c5(x)).flatten(1)
-        return self.output(squash(self.f6(x)))
+                bound = bounds[init](module.weight[0].numel())
+                nn.init.uniform_(module.weight, -bound, bound)
+                nn.init.uniform_(module.bias, -bound, bound)
 
 
 class LeNet5Modern(nn.Module):
@@ -166,9 +206,9 @@ class LeNet5Modern(nn.Module):
 
 
 @register_model("lenet5", input_size=32, paper="LeCun et al. 1998", paper_params=60_000)
-def lenet5(*, num_classes: int = 10, in_channels: int = 1) -> LeNet5:
+def lenet5(*, num_classes: int = 10, in_channels: int = 1, init: Init = "fan_in") -> LeNet5:
     """LeNet-5, the 1998 form: 60,000 trainable parameters, 32×32 input."""
-    return LeNet5(num_classes=num_classes, in_channels=in_channels)
+    return LeNet5(num_classes=num_classes, in_channels=in_channels, init=init)
 
 
 @register_model("lenet5_modern", input_size=32, paper="LeCun et al. 1998 (modern variant)",
