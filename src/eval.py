@@ -26,6 +26,11 @@ def main(cfg: DictConfig) -> dict[str, float]:
     checkpoint = pipeline.load_checkpoint(cfg.ckpt_path)
     data_cfg = pipeline.eval_data_config(cfg, checkpoint)
     datamodule = hydra.utils.instantiate(data_cfg)
+    # What Lightning saved of the DataModule (ImageNet: the class mapping). Restoring it checks
+    # that the data's classes are the network's, or supplies them where the folders are absent.
+    datamodule_state = checkpoint.get(type(datamodule).__qualname__)
+    if datamodule_state:
+        datamodule.load_state_dict(datamodule_state)
     # The checkpoint is already in memory: rebuild the network from its hyperparameters rather
     # than reading the file a second time (load_from_checkpoint would).
     model = ClassificationModule(**checkpoint["hyper_parameters"])

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException
 
 from classicnets.data.common import DatasetNotFoundError
+from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.mnist import MNISTDataModule
+from classicnets.module import ClassificationModule
 from conftest import compose_config, run_cli
 
 
@@ -60,3 +63,26 @@ def test_missing_checkpoint_for_eval(tmp_path: Path) -> None:
         "eval", f"ckpt_path={tmp_path}/none.ckpt", f"hydra.run.dir={tmp_path}", check=False
     )
     assert_failed_cleanly(result, tmp_path, "none.ckpt", "does not exist")
+
+
+def test_eval_refuses_data_whose_classes_the_network_was_not_trained_on(
+    fake_imagenet: Path, tmp_path: Path, eval_main, capsys: pytest.CaptureFixture[str]
+) -> None:
+    classes = ImageNetDataModule(fake_imagenet).classes
+    model = ClassificationModule(net={"name": "resnet18"}, num_classes=len(classes), in_channels=3)
+    checkpoint = {"hyper_parameters": dict(model.hparams), "state_dict": model.state_dict()}
+    overrides = ["data=imagenet", f"data.root={fake_imagenet}", "data.num_workers=0"]
+    for name, trained_on in (("same", classes), ("other", classes[::-1])):
+        # what Lightning saves of the DataModule: the class mapping
+        checkpoint["ImageNetDataModule"] = {"classes": trained_on, "class_names": trained_on}
+        torch.save(checkpoint, tmp_path / f"{name}.ckpt")
+        run_dir = tmp_path / name
+        cfg = compose_config("eval", [*overrides, f"ckpt_path={tmp_path / name}.ckpt"], run_dir)
+        if name == "same":
+            eval_main(cfg)
+            assert (run_dir / "metrics.json").is_file()
+            continue
+        with pytest.raises(SystemExit) as stop:
+            eval_main(cfg)
+        assert stop.value.code == 2 and not (run_dir / "metrics.json").exists()
+        assert "error: the checkpoint was trained on 4 classes" in capsys.readouterr().err

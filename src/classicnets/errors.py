@@ -10,13 +10,13 @@ from typing import TypeVar
 
 from hydra.errors import InstantiationException
 
-from classicnets.data.common import DatasetNotFoundError
+from classicnets.data.common import ClassMismatchError, DatasetNotFoundError
 from classicnets.models.registry import UnknownModelError
 
 log = logging.getLogger("classicnets")
 
 T = TypeVar("T")
-USER_ERRORS = (DatasetNotFoundError, UnknownModelError, FileNotFoundError)
+USER_ERRORS = (DatasetNotFoundError, ClassMismatchError, UnknownModelError, FileNotFoundError)
 
 
 def _user_error(err: BaseException) -> BaseException | None:
@@ -31,7 +31,8 @@ def _user_error(err: BaseException) -> BaseException | None:
 
 
 def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
-    """Run ``main``; a missing dataset, unknown model or missing file exits 2 with one line."""
+    """Run ``main``; a missing dataset, data of other classes than the checkpoint's, an unknown
+    model or a missing file exits 2 with one line."""
 
     @functools.wraps(main)
     def wrapper(*args: object, **kwargs: object) -> T:

@@ -22,7 +22,11 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from classicnets.data.common import DatasetNotFoundError, per_device_batch_size
+from classicnets.data.common import (
+    ClassMismatchError,
+    DatasetNotFoundError,
+    per_device_batch_size,
+)
 from classicnets.data.folder import (
     FileIndex,
     ImageFolderDataset,
@@ -181,10 +185,11 @@ class ImageNetDataModule(LightningDataModule):
             first = next(
                 (i for i, (a, b) in enumerate(zip(current, saved, strict=False)) if a != b), None
             )
-            raise ValueError(
+            raise ClassMismatchError(
                 f"the checkpoint was trained on {len(saved)} classes but {self.root} holds "
                 f"{len(current)} class folders (first difference at index {first}); class "
-                "indices would not mean the same classes"
+                "indices would not mean the same classes: point data.root at the tree it was "
+                "trained on"
             )
 
     def setup(self, stage: str | None = None) -> None:
