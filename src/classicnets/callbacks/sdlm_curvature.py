@@ -41,15 +41,23 @@ class SDLMCurvature(Callback):
         estimate = {p: h.to(p.device) for p, h in zip(curvature, mean, strict=True)}
         for optimizer in optimizers:
             optimizer.set_curvature(estimate)
-        group = optimizers[0].param_groups[0]
-        h_all = torch.cat([h.flatten() for h in estimate.values()])
+        # The effective rates of this pass, η / (μ + h_kk), as section III.A quotes them. Per
+        # step on the batch's mean gradient; with batch 1, per pattern as in the paper.
+        rates = torch.cat(
+            [
+                (group["lr"] / (group["mu"] + optimizer.state[p]["curvature"])).flatten()
+                for optimizer in optimizers
+                for group in optimizer.param_groups
+                for p in group["params"]
+                if "curvature" in optimizer.state[p]
+            ]
+        )
+        # Every rank holds the same values (broadcast above): no sync needed.
         pl_module.log_dict(
-            {
-                "sdlm/rate_min": group["lr"] / (group["mu"] + h_all.max()),
-                "sdlm/rate_max": group["lr"] / (group["mu"] + h_all.min()),
-            },
+            {"sdlm/rate_min": rates.min(), "sdlm/rate_max": rates.max()},
             on_step=False,
             on_epoch=True,
+            rank_zero_only=True,
         )
 
     def _draw_patterns(
@@ -58,14 +66,16 @@ class SDLMCurvature(Callback):
         """``samples`` training patterns, as the training step sees them (augmented, on device)."""
         dataset = trainer.train_dataloader.dataset
         count = min(self.samples, len(dataset))
-        # A stream of its own, from the run's seed and the epoch: training draws the same
-        # shuffles and distortions with or without this callback, and a resumed run redraws the
-        # same patterns.
+        # A CPU stream of its own, from the run's seed and the epoch: training draws the same
+        # shuffles and distortions with or without this callback, a resumed run redraws the same
+        # patterns, and runs of different seeds draw different ones.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(torch.initial_seed() + trainer.current_epoch)
+            torch.default_generator.manual_seed(
+                (torch.initial_seed() * 1_000_003 + trainer.current_epoch) % 2**63
+            )
             picks = torch.randperm(len(dataset))[:count]
             batch = default_collate([dataset[int(i)] for i in picks])
-        batch = trainer.strategy.batch_to_device(batch, pl_module.device)
-        if trainer.datamodule is not None:  # accelerator-side transforms (normalisation, ...)
-            batch = trainer.datamodule.on_after_batch_transfer(batch, 0)
-        return batch[0], batch[1]
+        # To the device, through the DataModule's on_after_batch_transfer (normalisation, ...),
+        # then in the precision the network runs in.
+        images, targets = trainer.strategy.batch_to_device(batch, pl_module.device)
+        return trainer.precision_plugin.convert_input(images), targets

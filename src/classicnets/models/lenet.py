@@ -71,6 +71,8 @@ class Subsampling(nn.Module):
     """S2/S4: each unit adds its 2×2 inputs, multiplies by a trainable coefficient and adds a
     trainable bias, one pair per feature map (section II.B)."""
 
+    sums_weighted_inputs = True  # a weighted sum of its inputs: SDLM's second-derivative pass
+
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))
@@ -86,6 +88,8 @@ class SparseC3(nn.Module):
 
     Maps that read the same number of inputs share one grouped convolution over the gathered
     channels, so the layer holds exactly the paper's 1,516 parameters."""
+
+    sums_weighted_inputs = True  # a weighted sum of its inputs: SDLM's second-derivative pass
 
     def __init__(self, table: tuple[tuple[int, ...], ...] = C3_TABLE) -> None:
         super().__init__()
@@ -135,8 +139,13 @@ class EuclideanRBF(nn.Module):
         return -torch.cdist(x, self.centers).pow(2)
 
     def input_curvature(self, x: Tensor, targets: Tensor) -> Tensor:
-        """∂²E/∂x_j² of the criterion's y_D term, Σ_j (x_j − w_Dj)²: 2 for every input. This is the
-        boundary condition of the second-derivative backpropagation (Appendix C)."""
+        """∂²E/∂x_j² of the criterion's y_D term, Σ_j (x_j − w_Dj)²: 2 for every input, the
+        boundary condition of the second-derivative backpropagation (Appendix C).
+
+        The competitive term of eq. 9 is left out, as the Gauss-Newton approximation leaves out
+        what is not a sum of squares: its curvature (4 Var_p(w_ij) for cross-entropy on −y)
+        vanishes on confidently classified patterns, where the step size would then grow to the
+        cap η/μ; y_D's keeps the steps bounded by the distance criterion of eq. 8."""
         return torch.full_like(x, 2.0)
 
 
@@ -170,6 +179,11 @@ class LeNet5(nn.Sequential):
             )
         )  # fmt: skip
         self.reset_parameters(init)
+
+    def __getitem__(self, index: int | slice) -> nn.Module:
+        if isinstance(index, slice):  # nn.Sequential would rebuild a LeNet5 from the slice
+            return nn.Sequential(OrderedDict(list(self._modules.items())[index]))
+        return super().__getitem__(index)
 
     def reset_parameters(self, init: Init = "fan_in") -> None:
         bounds = {
