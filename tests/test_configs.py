@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.utils import instantiate
 from lightning import LightningDataModule
 
+from classicnets.models import get_model
+from classicnets.models.resnet import ZeroPadShortcut
 from conftest import CONF_DIR, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -51,6 +54,23 @@ def test_ablation_switches_reach_the_network(tmp_path: Path) -> None:
     assert compose_config("train", ["experiment=alexnet_no_lrn"], tmp_path).model.net.lrn is False
     cfg = compose_config("train", ["experiment=resnet50_goyal_8k"], tmp_path)
     assert (cfg.data.batch_size, cfg.model.reference_batch_size) == (8192, 256)
+    assert cfg.model.net.zero_init_residual is True  # Goyal et al. section 5.1
+
+
+@pytest.mark.parametrize("name", ["resnet50", "preact_resnet50"])
+def test_resnet_switches_are_plain_overrides(name: str, tmp_path: Path) -> None:
+    """The paper's ResNet ablations are in the recipe, so the command line needs no '+'."""
+    switches = ["model.net.shortcut=A", "model.net.stride_in_1x1=true",
+                "model.net.zero_init_residual=true"]  # fmt: skip
+    cfg = compose_config("train", [f"model={name}", *switches], tmp_path)
+    net = cfg.model.net
+    assert (net.name, net.shortcut, net.stride_in_1x1, net.zero_init_residual) == (
+        name, "A", True, True)  # fmt: skip
+    unit = get_model(**net, num_classes=10).layer2[0]  # as ClassificationModule builds it
+    assert isinstance(unit.downsample, ZeroPadShortcut)  # option A
+    assert unit.conv1.stride == (2, 2)  # the stride on the first 1×1
+    last = unit.conv3 if name.startswith("preact") else unit.bn3  # what closes the branch
+    assert torch.count_nonzero(last.weight) == 0
 
 
 @pytest.mark.parametrize("preset", ["fast_dev_run", "overfit", "limit"])

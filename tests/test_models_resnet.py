@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from classicnets.models import get_model, list_models, model_info
+from classicnets.models.preact_resnet import PreActBasicBlock, PreActBottleneck
 from classicnets.models.resnet import BasicBlock, Bottleneck, ZeroPadShortcut
 from model_utils import copy_weights_by_order, count_params, randomize_batchnorm_
 
@@ -220,6 +221,37 @@ def test_stride_in_1x1_moves_stride_only() -> None:
         assert v1(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
     with pytest.raises(ValueError, match="Bottleneck"):
         get_model("resnet18", stride_in_1x1=True)
+
+
+@pytest.mark.parametrize("name", ["preact_resnet18", "preact_resnet50"])
+def test_preact_zero_init_residual(name: str) -> None:
+    """A pre-activation branch ends in a conv: zeroing it makes every unit its shortcut."""
+    model = _build(name, zero_init_residual=True)
+    units = [m for m in model.modules() if isinstance(m, PreActBasicBlock | PreActBottleneck)]
+    assert len(units) == (8 if name == "preact_resnet18" else 16)
+    for unit in units:
+        assert torch.count_nonzero(unit.last_conv.weight) == 0
+        assert torch.count_nonzero(unit.conv1.weight) == unit.conv1.weight.numel()
+    unit = model.layer3[1]
+    x = torch.randn(1, unit.conv1.in_channels, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(unit(x), x)  # identity shortcut + zero branch
+    default = _build(name)
+    assert all(torch.count_nonzero(u.last_conv.weight) > 0 for u in default.modules()
+               if isinstance(u, PreActBasicBlock | PreActBottleneck))  # fmt: skip
+
+
+def test_preact_stride_in_1x1() -> None:
+    v15, v1 = _build("preact_resnet50"), _build("preact_resnet50", stride_in_1x1=True)
+    assert count_params(v1) == count_params(v15)
+    for layer in (v1.layer2, v1.layer3, v1.layer4):
+        assert layer[0].conv1.stride == (2, 2) and layer[0].conv2.stride == (1, 1)
+    with torch.no_grad():
+        assert v1(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
+    assert _meta_gmacs("preact_resnet50", stride_in_1x1=True) == pytest.approx(
+        _meta_gmacs("resnet50", stride_in_1x1=True), abs=1e-3)  # fmt: skip
+    with pytest.raises(ValueError, match="bottleneck"):
+        get_model("preact_resnet18", stride_in_1x1=True)
 
 
 def test_resnext_grouped_widths() -> None:

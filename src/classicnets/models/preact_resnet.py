@@ -7,6 +7,11 @@ activation after the addition (Fig. 1b, Fig. 4e). As in the paper's appendix and
 a shortcut that is not the plain identity (projection or zero padding) takes the pre-activation;
 a final BN + ReLU comes before the pooling. Projections have no BN of their own. The stride is on
 the 3×3 of the bottleneck, as in ``preresnet.lua``.
+
+The switches ResNet's recipe exposes work here too, so every ResNet config shares them:
+``stride_in_1x1`` moves the bottleneck's stride to its first 1×1, and ``zero_init_residual`` zeroes
+the last conv of every residual branch (a pre-activation branch ends in a conv, not a BN; timm's
+``ResNetV2(zero_init_last=True)`` does the same), so each unit starts as its shortcut.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ class PreActBasicBlock(nn.Module):
 
     def __init__(
         self, in_planes: int, planes: int, stride: int = 1, shortcut: Shortcut = "B",
-        preact: bool = True,
+        preact: bool = True, stride_in_1x1: bool = False,
     ) -> None:  # fmt: skip
         super().__init__()
+        if stride_in_1x1:
+            raise ValueError("stride_in_1x1 concerns the bottleneck; the basic unit has no 1×1")
         self.bn1 = nn.BatchNorm2d(in_planes) if preact else None
         self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn2 = nn.BatchNorm2d(planes)
@@ -46,6 +53,11 @@ class PreActBasicBlock(nn.Module):
         out = self.conv2(self.relu(self.bn2(out)))
         return out + identity
 
+    @property
+    def last_conv(self) -> nn.Conv2d:
+        """The conv that closes the residual branch."""
+        return self.conv2
+
 
 class PreActBottleneck(nn.Module):
     """BN → ReLU → 1×1 → BN → ReLU → 3×3 → BN → ReLU → 1×1 (×4), plus the shortcut."""
@@ -54,14 +66,14 @@ class PreActBottleneck(nn.Module):
 
     def __init__(
         self, in_planes: int, planes: int, stride: int = 1, shortcut: Shortcut = "B",
-        preact: bool = True,
+        preact: bool = True, stride_in_1x1: bool = False,
     ) -> None:  # fmt: skip
         super().__init__()
         out_planes = planes * self.expansion
         self.bn1 = nn.BatchNorm2d(in_planes) if preact else None
-        self.conv1 = conv1x1(in_planes, planes)
+        self.conv1 = conv1x1(in_planes, planes, stride if stride_in_1x1 else 1)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes, stride)
+        self.conv2 = conv3x3(planes, planes, 1 if stride_in_1x1 else stride)
         self.bn3 = nn.BatchNorm2d(planes)
         self.conv3 = conv1x1(planes, out_planes)
         self.relu = nn.ReLU(inplace=True)
@@ -75,6 +87,11 @@ class PreActBottleneck(nn.Module):
         out = self.conv3(self.relu(self.bn3(out)))
         return out + identity
 
+    @property
+    def last_conv(self) -> nn.Conv2d:
+        """The conv that closes the residual branch."""
+        return self.conv3
+
 
 class PreActResNet(nn.Module):
     """Pre-activation ResNet for 224×224 ImageNet input (the ResNet Table 1 layout)."""
@@ -86,13 +103,15 @@ class PreActResNet(nn.Module):
         num_classes: int = 1000,
         in_channels: int = 3,
         shortcut: Shortcut = "B",
+        stride_in_1x1: bool = False,
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        unit = partial(block, shortcut=shortcut)
+        unit = partial(block, shortcut=shortcut, stride_in_1x1=stride_in_1x1)
         in_planes = 64
         stages = []
         for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
@@ -112,6 +131,10 @@ class PreActResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, PreActBasicBlock | PreActBottleneck):
+                    nn.init.zeros_(m.last_conv.weight)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -126,39 +149,54 @@ class PreActResNet(nn.Module):
 # computed from this layout (the paper states none); MACs equal the v1.5 ResNet's.
 @register_model("preact_resnet18", input_size=224, paper=PAPER, paper_params=11_687_720,
                 paper_macs=1.814)  # fmt: skip
-def preact_resnet18(*, num_classes: int = 1000, in_channels: int = 3,
-                    shortcut: Shortcut = "B") -> PreActResNet:  # fmt: skip
+def preact_resnet18(
+    *, num_classes: int = 1000, in_channels: int = 3, shortcut: Shortcut = "B",
+    stride_in_1x1: bool = False, zero_init_residual: bool = False,
+) -> PreActResNet:  # fmt: skip
     """Pre-activation ResNet-18: basic units [2, 2, 2, 2]."""
-    return PreActResNet(PreActBasicBlock, [2, 2, 2, 2], num_classes, in_channels, shortcut)
+    return PreActResNet(PreActBasicBlock, [2, 2, 2, 2], num_classes, in_channels, shortcut,
+                        stride_in_1x1, zero_init_residual)  # fmt: skip
 
 
 @register_model("preact_resnet34", input_size=224, paper=PAPER, paper_params=21_795_880,
                 paper_macs=3.664)  # fmt: skip
-def preact_resnet34(*, num_classes: int = 1000, in_channels: int = 3,
-                    shortcut: Shortcut = "B") -> PreActResNet:  # fmt: skip
+def preact_resnet34(
+    *, num_classes: int = 1000, in_channels: int = 3, shortcut: Shortcut = "B",
+    stride_in_1x1: bool = False, zero_init_residual: bool = False,
+) -> PreActResNet:  # fmt: skip
     """Pre-activation ResNet-34: basic units [3, 4, 6, 3]."""
-    return PreActResNet(PreActBasicBlock, [3, 4, 6, 3], num_classes, in_channels, shortcut)
+    return PreActResNet(PreActBasicBlock, [3, 4, 6, 3], num_classes, in_channels, shortcut,
+                        stride_in_1x1, zero_init_residual)  # fmt: skip
 
 
 @register_model("preact_resnet50", input_size=224, paper=PAPER, paper_params=25_549_352,
                 paper_macs=4.089)  # fmt: skip
-def preact_resnet50(*, num_classes: int = 1000, in_channels: int = 3,
-                    shortcut: Shortcut = "B") -> PreActResNet:  # fmt: skip
+def preact_resnet50(
+    *, num_classes: int = 1000, in_channels: int = 3, shortcut: Shortcut = "B",
+    stride_in_1x1: bool = False, zero_init_residual: bool = False,
+) -> PreActResNet:  # fmt: skip
     """Pre-activation ResNet-50: bottleneck units [3, 4, 6, 3]."""
-    return PreActResNet(PreActBottleneck, [3, 4, 6, 3], num_classes, in_channels, shortcut)
+    return PreActResNet(PreActBottleneck, [3, 4, 6, 3], num_classes, in_channels, shortcut,
+                        stride_in_1x1, zero_init_residual)  # fmt: skip
 
 
 @register_model("preact_resnet101", input_size=224, paper=PAPER, paper_params=44_541_480,
                 paper_macs=7.801)  # fmt: skip
-def preact_resnet101(*, num_classes: int = 1000, in_channels: int = 3,
-                     shortcut: Shortcut = "B") -> PreActResNet:  # fmt: skip
+def preact_resnet101(
+    *, num_classes: int = 1000, in_channels: int = 3, shortcut: Shortcut = "B",
+    stride_in_1x1: bool = False, zero_init_residual: bool = False,
+) -> PreActResNet:  # fmt: skip
     """Pre-activation ResNet-101: bottleneck units [3, 4, 23, 3]."""
-    return PreActResNet(PreActBottleneck, [3, 4, 23, 3], num_classes, in_channels, shortcut)
+    return PreActResNet(PreActBottleneck, [3, 4, 23, 3], num_classes, in_channels, shortcut,
+                        stride_in_1x1, zero_init_residual)  # fmt: skip
 
 
 @register_model("preact_resnet152", input_size=224, paper=PAPER, paper_params=60_185_128,
                 paper_macs=11.514)  # fmt: skip
-def preact_resnet152(*, num_classes: int = 1000, in_channels: int = 3,
-                     shortcut: Shortcut = "B") -> PreActResNet:  # fmt: skip
+def preact_resnet152(
+    *, num_classes: int = 1000, in_channels: int = 3, shortcut: Shortcut = "B",
+    stride_in_1x1: bool = False, zero_init_residual: bool = False,
+) -> PreActResNet:  # fmt: skip
     """Pre-activation ResNet-152: bottleneck units [3, 8, 36, 3]."""
-    return PreActResNet(PreActBottleneck, [3, 8, 36, 3], num_classes, in_channels, shortcut)
+    return PreActResNet(PreActBottleneck, [3, 8, 36, 3], num_classes, in_channels, shortcut,
+                        stride_in_1x1, zero_init_residual)  # fmt: skip
