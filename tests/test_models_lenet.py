@@ -34,6 +34,10 @@ def test_shapes_follow_the_figure(lenet: nn.Module) -> None:
     c3 = lenet.c3(lenet.s2(c1))
     assert c1.shape == (2, 6, 28, 28) and c3.shape == (2, 16, 10, 10)
     assert lenet(x).shape == (2, 10)
+    # A slice is a plain chain of the same layers, e.g. the 84 F6 features before the RBF.
+    features = lenet[:-1]
+    assert type(features) is nn.Sequential and features[-1] is lenet.f6_squash
+    assert features(x).shape == (2, 84)
 
 
 def test_c3_reads_only_the_maps_of_table_one(lenet: nn.Module) -> None:

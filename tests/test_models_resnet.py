@@ -210,8 +210,9 @@ def test_zero_pad_shortcut_values() -> None:
     assert torch.count_nonzero(out[:, 4:]) == 0
 
 
-def test_stride_in_1x1_moves_stride_only() -> None:
-    v15, v1 = _build("resnet50"), _build("resnet50", stride_in_1x1=True)
+@pytest.mark.parametrize("prefix", ["", "preact_"])
+def test_stride_in_1x1_moves_stride_only(prefix: str) -> None:
+    v15, v1 = _build(f"{prefix}resnet50"), _build(f"{prefix}resnet50", stride_in_1x1=True)
     assert count_params(v1) == count_params(v15)
     for layer in (v1.layer2, v1.layer3, v1.layer4):
         assert layer[0].conv1.stride == (2, 2) and layer[0].conv2.stride == (1, 1)
@@ -219,8 +220,11 @@ def test_stride_in_1x1_moves_stride_only() -> None:
         assert layer[0].conv1.stride == (1, 1) and layer[0].conv2.stride == (2, 2)
     with torch.no_grad():
         assert v1(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
+    if prefix:  # pre-activation moves BN and ReLU only: the v1 MACs are ResNet's
+        assert _meta_gmacs(f"{prefix}resnet50", stride_in_1x1=True) == pytest.approx(
+            _meta_gmacs("resnet50", stride_in_1x1=True), abs=1e-3)  # fmt: skip
     with pytest.raises(ValueError, match="Bottleneck"):
-        get_model("resnet18", stride_in_1x1=True)
+        get_model(f"{prefix}resnet18", stride_in_1x1=True)
 
 
 @pytest.mark.parametrize("name", ["preact_resnet18", "preact_resnet50"])
@@ -239,19 +243,6 @@ def test_preact_zero_init_residual(name: str) -> None:
     default = _build(name)
     assert all(torch.count_nonzero(u.last_conv.weight) > 0 for u in default.modules()
                if isinstance(u, PreActBasicBlock | PreActBottleneck))  # fmt: skip
-
-
-def test_preact_stride_in_1x1() -> None:
-    v15, v1 = _build("preact_resnet50"), _build("preact_resnet50", stride_in_1x1=True)
-    assert count_params(v1) == count_params(v15)
-    for layer in (v1.layer2, v1.layer3, v1.layer4):
-        assert layer[0].conv1.stride == (2, 2) and layer[0].conv2.stride == (1, 1)
-    with torch.no_grad():
-        assert v1(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
-    assert _meta_gmacs("preact_resnet50", stride_in_1x1=True) == pytest.approx(
-        _meta_gmacs("resnet50", stride_in_1x1=True), abs=1e-3)  # fmt: skip
-    with pytest.raises(ValueError, match="bottleneck"):
-        get_model("preact_resnet18", stride_in_1x1=True)
 
 
 def test_resnext_grouped_widths() -> None:

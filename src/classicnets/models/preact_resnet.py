@@ -38,7 +38,7 @@ class PreActBasicBlock(nn.Module):
     ) -> None:  # fmt: skip
         super().__init__()
         if stride_in_1x1:
-            raise ValueError("stride_in_1x1 concerns the bottleneck; the basic unit has no 1×1")
+            raise ValueError("stride_in_1x1 concerns the PreActBottleneck; this unit has no 1×1")
         self.bn1 = nn.BatchNorm2d(in_planes) if preact else None
         self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn2 = nn.BatchNorm2d(planes)
