@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning import Callback, LightningModule, Trainer
+
+from classicnets.safe_load import load_file
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -86,7 +87,7 @@ def signal_at(step: int, signum: int, rank: int = 0) -> tuple[str, ...]:
 
 
 def load(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_file(path)
 
 
 class SignalAt(Callback):

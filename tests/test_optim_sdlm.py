@@ -16,6 +16,7 @@ from classicnets.data.mnist import MNISTDataModule
 from classicnets.models import get_model
 from classicnets.models.lenet import Squash
 from classicnets.optim import SDLM, diagonal_gauss_newton
+from classicnets.safe_load import load_file
 from conftest import compose_config
 
 
@@ -230,6 +231,6 @@ def test_the_recipe_reestimates_the_curvature_before_every_pass(tmp_path: Path, 
     assert len(set(rates)) == 3  # re-estimated on the weights of that pass
     for (low, high), eta in zip(rates, (5e-4, 5e-4, 2e-4), strict=True):
         assert 0 < low < high <= eta / 0.02  # η / (μ + h) with h >= 0
-    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    state = load_file(tmp_path / "checkpoints" / "last.ckpt")  # SDLM state is plain data
     curvatures = [s["curvature"] for s in state["optimizer_states"][0]["state"].values()]
     assert len(curvatures) == 16 and all((h >= 0).all() and h.sum() > 0 for h in curvatures)

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from classicnets.safe_load import load_file
 from conftest import compose_config, run_cli
 
 QUICK = ["logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=5", "test=false"]
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    return load_file(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
 
 
 def test_fast_dev_run_default_experiment(tmp_path: Path, train_main) -> None:

@@ -12,11 +12,20 @@ from hydra.errors import InstantiationException
 
 from classicnets.data.common import ClassMismatchError, DatasetNotFoundError
 from classicnets.models.registry import UnknownModelError
+from classicnets.safe_load import CorruptCheckpointError, HashMismatchError, UnsafeCheckpointError
 
 log = logging.getLogger("classicnets")
 
 T = TypeVar("T")
-USER_ERRORS = (DatasetNotFoundError, ClassMismatchError, UnknownModelError, FileNotFoundError)
+USER_ERRORS = (
+    DatasetNotFoundError,
+    ClassMismatchError,
+    UnknownModelError,
+    FileNotFoundError,
+    UnsafeCheckpointError,
+    CorruptCheckpointError,
+    HashMismatchError,
+)
 
 
 def _user_error(err: BaseException) -> BaseException | None:

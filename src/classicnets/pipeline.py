@@ -25,6 +25,7 @@ from rich.table import Table
 from classicnets import launch, resume
 from classicnets.data.common import per_device_batch_size
 from classicnets.logging_setup import configure_wandb
+from classicnets.safe_load import CorruptCheckpointError, load_file
 
 log = logging.getLogger(__name__)
 
@@ -168,12 +169,18 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str) -> dict[str, Any]:
-    """A checkpoint written by train.py (CPU tensors); a clear error when it is missing."""
+    """A checkpoint written by train.py (CPU tensors), read without running code from the file."""
     if not Path(path).is_file():
         raise FileNotFoundError(
             f"ckpt_path={path} does not exist; pass a .ckpt from a run's checkpoints/ folder"
         )
-    return torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = load_file(path)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CorruptCheckpointError(
+            f"ckpt_path={path} is not a checkpoint of a classicnets run (no state_dict); pass a "
+            ".ckpt from a run's checkpoints/ folder"
+        )
+    return checkpoint
 
 
 def eval_data_config(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> DictConfig:

@@ -18,13 +18,16 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from classicnets.safe_load import load_file
+
 LAST = "last.ckpt"
 HPC_GLOB = "hpc_ckpt_*.ckpt"  # Lightning's SLURM auto-requeue checkpoints, in default_root_dir
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write each checkpoint to a temporary file beside it, flush it to disk, then rename it over
-    the old one: a crash or a kill while saving leaves the previous checkpoint whole.
+    the old one: a crash or a kill while saving leaves the previous checkpoint whole. Read local
+    checkpoints (resume) with the restricted unpickler of :func:`classicnets.safe_load.load_file`.
 
     Lightning's ``TorchCheckpointIO`` writes through an fsspec transaction whose temporary file
     lies in the system temp directory; where that is another file system than the checkpoints (a
@@ -53,6 +56,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             tmp.unlink(missing_ok=True)
             raise
         _fsync_dir(path.parent)
+
+    def load_checkpoint(
+        self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        if not isinstance(get_filesystem(path), LocalFileSystem):
+            return super().load_checkpoint(path, map_location, weights_only=True)
+        return load_file(path, map_location=map_location or "cpu")
 
 
 def _fsync_dir(directory: Path) -> None:
