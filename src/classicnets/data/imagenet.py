@@ -146,10 +146,6 @@ class ImageNetDataModule(LightningDataModule):
         return len(self.classes)
 
     @property
-    def class_to_idx(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.classes)}
-
-    @property
     def class_names(self) -> list[str]:
         """Human-readable names (from ``synsets.txt``, written by prepare_imagenet), else wnids."""
         if self._class_names is None:
