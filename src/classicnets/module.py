@@ -117,8 +117,13 @@ class ClassificationModule(LightningModule):
             self.metrics[f"{stage}_metrics"] = MetricCollection(accuracy, prefix=prefix)
         self.mean_loss = nn.ModuleDict({f"{s}_loss": MeanMetric() for s in ("val", "test")})
 
-    def forward(self, images: Tensor) -> Tensor:
-        """Class scores; ``(B, n_crops, C, H, W)`` input averages the softmax over the crops."""
+    def forward(self, images: Tensor | list[list[Tensor]]) -> Tensor:
+        """Class scores; ``(B, n_crops, C, H, W)`` input averages the softmax over the crops, and
+        a whole-image protocol's groups of views (``data/protocols.py``) the softmax over each
+        group's views, then over the groups."""
+        if isinstance(images, list):
+            groups = [torch.cat([self.net(v).softmax(dim=-1) for v in g]).mean(0) for g in images]
+            return torch.stack(groups).mean(0, keepdim=True).clamp_min(1e-12).log()
         if images.ndim == 5:
             batch, crops = images.shape[:2]
             logits = self.net(images.flatten(0, 1))
