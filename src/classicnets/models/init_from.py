@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from classicnets.models.registry import get_model, model_info
+from classicnets.models.registry import model_info
 from classicnets.models.vgg import VGG, config_a_layers
 from classicnets.safe_load import load_file
 
@@ -45,7 +45,7 @@ def init_from(net: nn.Module, name: str, path: str | Path) -> int:
         mapping = {key: key for key in net.state_dict()}
         rule = f"all of {name}"
     elif source_name == VGG_A and name in VGG_DEEPER and isinstance(net, VGG):
-        mapping = _config_a_mapping(net, state)
+        mapping = _config_a_mapping(net)
         rule = f"VGG §3.1: net A's first four convs and three FCs into {name}"
     else:
         raise InitFromError(
@@ -84,23 +84,13 @@ def _read(path: str | Path, name: str) -> tuple[str, dict[str, Tensor]]:
     return name, dict(content)  # a twin's names are ours
 
 
-def _config_a_mapping(net: VGG, state: Mapping[str, Tensor]) -> dict[str, str]:
-    """Target state_dict key → net A key for the §3.1 layers (A's layout read off a meta net)."""
-    classes, in_channels = _classes_and_channels(net)
-    with torch.device("meta"):
-        net_a = get_model(VGG_A, num_classes=classes, in_channels=in_channels)
-    assert isinstance(net_a, VGG)
+def _config_a_mapping(net: VGG) -> dict[str, str]:
+    """Target state_dict key → net A key for the §3.1 layers."""
     return {
         f"{dst}.{tensor}": f"{src}.{tensor}"
-        for src, dst in config_a_layers(net_a, net)
+        for src, dst in config_a_layers(net)
         for tensor in ("weight", "bias")
     }
-
-
-def _classes_and_channels(net: VGG) -> tuple[int, int]:
-    last_fc = [m for m in net.classifier if isinstance(m, nn.Linear)][-1]
-    first_conv = next(m for m in net.features if isinstance(m, nn.Conv2d))
-    return last_fc.out_features, first_conv.in_channels
 
 
 def _copy(

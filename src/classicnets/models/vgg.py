@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -136,27 +137,29 @@ def _conv_stages(features: nn.Sequential) -> list[list[str]]:
     return [stage for stage in stages if stage]
 
 
-def config_a_layers(net_a: VGG, net: VGG) -> list[tuple[str, str]]:
-    """Section 3.1's rule as (net A module, deeper net module) name pairs: the deeper net starts
-    from a trained net A's first four conv layers and its three FC layers.
+def config_a_layers(net: VGG) -> list[tuple[str, str]]:
+    """Section 3.1's rule as (net A module, ``net`` module) name pairs: a deeper net starts from a
+    trained net A's first four conv layers and its three FC layers.
 
     A's first four convs are 3→64 (stage 1), 64→128 (stage 2), 128→256 and 256→256 (stage 3);
-    each goes to the same position in the same stage of the deeper net, the one place it fits."""
+    each goes to the same position in the same stage of the deeper net, the one place it fits.
+    The FC layers have the same names in every column."""
+    with torch.device("meta"):  # A's layout only: nothing allocated, nothing initialised
+        features_a = make_layers(CFGS["A"])
     pairs: list[tuple[str, str]] = []
-    for stage_a, stage in zip(
-        _conv_stages(net_a.features), _conv_stages(net.features), strict=True
-    ):
+    for stage_a, stage in zip(_conv_stages(features_a), _conv_stages(net.features), strict=True):
         pairs += zip(stage_a, stage, strict=False)  # the deeper stage is longer
     convs = [(f"features.{a}", f"features.{b}") for a, b in pairs[:4]]
-    fcs_a = [n for n, m in net_a.classifier.named_children() if isinstance(m, nn.Linear)]
-    fcs = [n for n, m in net.classifier.named_children() if isinstance(m, nn.Linear)]
-    return convs + [(f"classifier.{a}", f"classifier.{b}") for a, b in zip(fcs_a, fcs, strict=True)]
+    fcs = [
+        f"classifier.{n}" for n, m in net.classifier.named_children() if isinstance(m, nn.Linear)
+    ]
+    return convs + [(fc, fc) for fc in fcs]
 
 
 def transfer_from_config_a(net_a: VGG, net: VGG) -> None:
     """Copy net A's layers into the deeper ``net`` by section 3.1's rule; the other layers keep
     their random init."""
-    for src, dst in config_a_layers(net_a, net):
+    for src, dst in config_a_layers(net):
         net.get_submodule(dst).load_state_dict(net_a.get_submodule(src).state_dict())
 
 
