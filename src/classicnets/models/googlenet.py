@@ -201,15 +201,22 @@ class GoogLeNet(nn.Module):
         x = self.conv3(x)
         x = self.lrn2(x)
         x = self.maxpool2(x)
-        x = self.maxpool3(self.inception3b(self.inception3a(x)))
+        x = self.inception3a(x)
+        x = self.inception3b(x)
+        x = self.maxpool3(x)
         x = self.inception4a(x)
         with_aux = self.training and self.aux1 is not None and self.aux2 is not None
-        aux1 = self.aux1(x) if with_aux else None
-        x = self.inception4d(self.inception4c(self.inception4b(x)))
-        aux2 = self.aux2(x) if with_aux else None
-        x = self.maxpool4(self.inception4e(x))
-        x = self.inception5b(self.inception5a(x))
-        x = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
+        aux1 = self.aux1(x) if with_aux else None  # section 5: on top of 4a
+        x = self.inception4b(x)
+        x = self.inception4c(x)
+        x = self.inception4d(x)
+        aux2 = self.aux2(x) if with_aux else None  # and on top of 4d
+        x = self.inception4e(x)
+        x = self.maxpool4(x)
+        x = self.inception5a(x)
+        x = self.inception5b(x)
+        x = torch.flatten(self.avgpool(x), 1)
+        x = self.fc(self.dropout(x))
         if aux1 is not None and aux2 is not None:
             return x, aux1, aux2
         return x
