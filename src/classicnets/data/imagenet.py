@@ -38,7 +38,7 @@ from classicnets.data.folder import (
     read_class_names,
 )
 from classicnets.data.presets import make_train_preset
-from classicnets.data.protocols import make_protocol
+from classicnets.data.protocols import collate_views, make_protocol
 from classicnets.data.sampling import EvenShardBatchSampler, train_sampler
 from classicnets.data.transforms import (
     IMAGENET_MEAN,
@@ -66,7 +66,7 @@ class ImageNetDataModule(LightningDataModule):
         input_size: the crop side (AlexNet 227, the others 224).
         train_preset: alexnet | vgg | googlenet | resnet | torchvision (``presets.py``).
         train_scale: [min, max] shorter side for the presets that rescale.
-        val_protocol, test_protocol: center_crop | ten_crop | googlenet_144 | multi_scale.
+        val_protocol, test_protocol: a name in ``protocols.EVAL_PROTOCOLS``.
         eval_resize: shorter side for center_crop and ten_crop; test_scales for the others.
         mean, std, pca_eigval, pca_eigvec, lighting_std: pixel statistics in [0, 1].
     """
@@ -254,7 +254,11 @@ class ImageNetDataModule(LightningDataModule):
         return self._eval_loader("test")
 
     def _eval_loader(self, key: str) -> DataLoader:
-        dataset, n_crops, size = self.datasets[key], self.transforms[key].n_crops, self.input_size
+        dataset, protocol = self.datasets[key], self.transforms[key]
+        if getattr(protocol, "whole_image", False):  # whole images of any size: one per batch
+            sampler = EvenShardBatchSampler(len(dataset), 1, self.world_size, self.rank)
+            return self._loader(dataset, batch_sampler=sampler, collate_fn=collate_views)
+        n_crops, size = protocol.n_crops, getattr(protocol, "size", self.input_size)
         # Default: as many crops per batch as training has images, so multi-crop memory stays flat.
         total = self.eval_batch_size or max(1, self.batch_size // n_crops)
         batch = max(1, math.ceil(total / self.world_size))
@@ -275,6 +279,9 @@ class ImageNetDataModule(LightningDataModule):
         images, targets = batch
         training = self.trainer is not None and self.trainer.training
         self._report_skips()
+        if isinstance(images, list):  # a whole-image protocol's groups of views (protocols.py)
+            views = [[self.device_augment(v, train=False) for v in group] for group in images]
+            return views, targets
         return self.device_augment(images, train=training), targets
 
     def _split_datasets(self) -> list[ImageFolderDataset]:
