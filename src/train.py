@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 
 import hydra
+from lightning import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from classicnets import launch, pipeline
@@ -23,7 +25,7 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
-    """Fit, test the best checkpoint, write metrics.json; return cfg.optimized_metric (sweeps)."""
+    """Fit, validate and test the final model, write metrics.json; return cfg.optimized_metric."""
     launch.start_job()  # DDP's other ranks rerun this job (not the sweep) in this run directory
     pipeline.route_lightning_logs()
     run_dir = pipeline.output_dir()
@@ -46,21 +48,39 @@ def main(cfg: DictConfig) -> float | None:
         logger.log_hyperparams(config)
 
     try:
+        resume = pipeline.resume_checkpoint(cfg.ckpt_path, run_dir)
         if cfg.train:
-            resume = pipeline.resume_checkpoint(cfg.ckpt_path, run_dir)
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
-        best = pipeline.best_checkpoint(trainer)
+        # The papers report the final model (GoogLeNet: the Polyak average, which the callback
+        # has put into the network when fitting ends), not the best-by-val checkpoint: ImageNet's
+        # test split is its val split, so that choice would be made on the test images.
+        weights = None if cfg.train else resume  # None: the network as fitting left it
+        tested = final_checkpoint(trainer) if cfg.train else resume
         metrics = {}
-        metrics.update(trainer.validate(model, datamodule=datamodule, ckpt_path=best)[0])
+        metrics.update(trainer.validate(model, datamodule=datamodule, ckpt_path=weights)[0])
         if cfg.test:
-            metrics.update(trainer.test(model, datamodule=datamodule, ckpt_path=best)[0])
+            metrics.update(trainer.test(model, datamodule=datamodule, ckpt_path=weights)[0])
     finally:
         pipeline.finish_loggers(loggers)
         launch.end_job(trainer)  # the next job of a sweep starts its own DDP processes
 
     metrics = pipeline.scalar_metrics(metrics)
-    pipeline.report_metrics(metrics, run_dir, {"checkpoint": best, "seed": cfg.seed})
+    extra = {
+        "test_checkpoint": tested,
+        "best_checkpoint": pipeline.best_checkpoint(trainer),
+        "seed": cfg.seed,
+    }
+    pipeline.report_metrics(metrics, run_dir, extra)
     return metrics.get(cfg.get("optimized_metric"))
+
+
+def final_checkpoint(trainer: Trainer) -> str | None:
+    """The file holding the final weights: what the checkpoint without a monitor (last.ckpt)
+    wrote last; None when no checkpoint was written (e.g. a fast_dev_run)."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.monitor is None:
+            return callback.last_model_path or callback.best_model_path or None
+    return None
 
 
 if __name__ == "__main__":
