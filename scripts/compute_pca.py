@@ -12,7 +12,7 @@ pixel", of the 256×256 images it trained on), in [0, 1] units.
 AlexNet §4.1: "PCA on the set of RGB pixel values throughout the ImageNet training set"; the
 lighting adds eigvec · (α ⊙ eigval), α ~ N(0, 0.1). Pixels are in [0, 1]; eigval are the
 eigenvalues of their 3×3 covariance, largest first; eigvec holds the eigenvectors in its
-columns (the convention of RECIPES.md and fb.resnet.torch; an eigenvector's sign is arbitrary
+columns (the convention of docs/recipes.md and fb.resnet.torch; an eigenvector's sign is arbitrary
 and does not matter, α being symmetric). Images are drawn at random, every pixel of each used.
 """
 

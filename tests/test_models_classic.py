@@ -1,5 +1,6 @@
-"""AlexNet, ZFNet, VGG and GoogLeNet: shapes, parameter and MAC counts against RECIPES.md, weight
-for weight equivalence with torchvision's twins, the papers' inits and the ablation switches."""
+"""AlexNet, ZFNet, VGG and GoogLeNet: shapes, parameter and MAC counts against docs/recipes.md,
+weight for weight equivalence with torchvision's twins, the papers' inits and the ablation
+switches."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ CLASSIC = [
 ]  # fmt: skip
 TWINS = [name for name in CLASSIC if model_info(name).torchvision_twin]
 
-# RECIPES.md numbers, restated so a typo in a registry entry cannot pass its own test.
+# docs/recipes.md numbers, restated so a typo in a registry entry cannot pass its own test.
 RECIPE_PARAMS = {
     "alexnet": 60_965_224, "alexnet_owt": 61_100_840, "zfnet": 62_357_608,
     "vgg11": 132_863_336, "vgg11_lrn": 132_863_336, "vgg13": 133_047_848,
@@ -34,8 +35,8 @@ RECIPE_GMACS = {
     "vgg11": 7.609, "vgg11_lrn": 7.609, "vgg13": 11.308, "vgg16": 15.470, "vgg19": 19.632,
 }  # fmt: skip
 
-# GoogLeNet Table 1 as RECIPES.md gives it: #1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj,
-# with the block's input size and channels.
+# GoogLeNet Table 1 as docs/recipes.md gives it: #1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5,
+# pool proj, with the block's input size and channels.
 GOOGLENET_TABLE = [
     (28, 192, (64, 96, 128, 16, 32, 32)), (28, 256, (128, 128, 192, 32, 96, 64)),
     (14, 480, (192, 96, 208, 16, 48, 64)), (14, 512, (160, 112, 224, 24, 64, 64)),

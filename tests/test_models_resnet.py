@@ -1,6 +1,6 @@
-"""ResNet, ResNeXt and pre-activation ResNet: shapes, parameter and MAC counts against RECIPES.md,
-weight-for-weight equivalence with torchvision's twins, He init, and the paper's switches
-(shortcut A/B/C, stride placement, zero-init of the last BN, pre-activation wiring)."""
+"""ResNet, ResNeXt and pre-activation ResNet: shapes, parameter and MAC counts against
+docs/recipes.md, weight-for-weight equivalence with torchvision's twins, He init, and the paper's
+switches (shortcut A/B/C, stride placement, zero-init of the last BN, pre-activation wiring)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ RESNETS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 RESNEXTS = ["resnext50_32x4d", "resnext101_32x8d"]
 PREACTS = [f"preact_{name}" for name in RESNETS]
 
-# RECIPES.md numbers, restated so a typo in a registry entry cannot pass its own test.
+# docs/recipes.md numbers, restated so a typo in a registry entry cannot pass its own test.
 RECIPE_PARAMS = {
     "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
     "resnet101": 44_549_160, "resnet152": 60_192_808,
