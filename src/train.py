@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
-    """Fit, test the best checkpoint, write metrics.json; return cfg.optimized_metric (sweeps)."""
+    """Fit, validate and test the final model, write metrics.json; return cfg.optimized_metric."""
     launch.start_job()  # DDP's other ranks rerun this job (not the sweep) in this run directory
     setup.route_lightning_logs()
     run_dir = setup.output_dir()
@@ -49,20 +49,29 @@ def main(cfg: DictConfig) -> float | None:
         logger.log_hyperparams(config)
 
     try:
+        resume = checkpoints.resume_checkpoint(cfg.ckpt_path, run_dir)
         if cfg.train:
-            resume = checkpoints.resume_checkpoint(cfg.ckpt_path, run_dir)
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
-        best = checkpoints.best_checkpoint(trainer)
+        # The papers report the final model (GoogLeNet: the Polyak average, which the callback
+        # has put into the network when fitting ends), not the best-by-val checkpoint: ImageNet's
+        # test split is its val split, so that choice would be made on the test images.
+        weights = None if cfg.train else resume  # None: the network as fitting left it
+        tested = checkpoints.final_checkpoint(trainer) if cfg.train else resume
         metrics = {}
-        metrics.update(trainer.validate(model, datamodule=datamodule, ckpt_path=best)[0])
+        metrics.update(trainer.validate(model, datamodule=datamodule, ckpt_path=weights)[0])
         if cfg.test:
-            metrics.update(trainer.test(model, datamodule=datamodule, ckpt_path=best)[0])
+            metrics.update(trainer.test(model, datamodule=datamodule, ckpt_path=weights)[0])
     finally:
         loggers.finish_loggers(run_loggers)
         launch.end_job(trainer)  # the next job of a sweep starts its own DDP processes
 
     metrics = report.scalar_metrics(metrics)
-    report.report_metrics(metrics, run_dir, {"checkpoint": best, "seed": cfg.seed})
+    extra = {
+        "test_checkpoint": tested,
+        "best_checkpoint": checkpoints.best_checkpoint(trainer),
+        "seed": cfg.seed,
+    }
+    report.report_metrics(metrics, run_dir, extra)
     return metrics.get(cfg.get("optimized_metric"))
 
 

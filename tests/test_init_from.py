@@ -15,7 +15,7 @@ from classicnets.models import get_model
 from classicnets.models.init_from import InitFromError, init_from
 from classicnets.models.vgg import VGG
 from classicnets.module import ClassificationModule
-from classicnets.pipeline import CONFIG_KEY
+from classicnets.run.checkpoints import CONFIG_KEY
 from conftest import run_cli
 from run_helpers import TINY
 from test_safe_load import assert_one_error_line, evil_checkpoint

@@ -41,13 +41,13 @@ from classicnets.data.presets import make_train_preset
 from classicnets.data.protocols import collate_views, make_protocol
 from classicnets.data.sampling import EvenShardBatchSampler, train_sampler
 from classicnets.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     LIGHTING_STD,
     PCA_EIGVAL,
     PCA_EIGVEC,
     DeviceAugment,
+    pixel_scale,
 )
+from classicnets.safe_load import load_file
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,14 @@ class ImageNetDataModule(LightningDataModule):
         batch_size: the global training batch (the paper's), split over the devices.
         eval_batch_size: global evaluation batch; None keeps crops per batch ≈ batch_size.
         input_size: the crop side (AlexNet 227, the others 224).
-        train_preset: alexnet | vgg | googlenet | resnet | torchvision (``presets.py``).
+        train_preset: a paper's augmentation, ``presets.TRAIN_PRESETS``.
         train_scale: [min, max] shorter side for the presets that rescale.
         val_protocol, test_protocol: a name in ``protocols.EVAL_PROTOCOLS``.
         eval_resize: shorter side for center_crop and ten_crop; test_scales for the others.
-        mean, std, pca_eigval, pca_eigvec, lighting_std: pixel statistics in [0, 1].
+        normalization: the pixel scale (``transforms.PIXEL_SCALES``); None: the preset's paper's.
+        mean, std: the dataset's per-channel statistics in [0, 1] units; None: ImageNet's.
+        mean_image: a file of scripts/compute_pca.py whose per-pixel mean image replaces the mean.
+        pca_eigval, pca_eigvec, lighting_std: AlexNet's PCA lighting, pixels in [0, 1].
     """
 
     in_channels = 3
@@ -87,8 +90,10 @@ class ImageNetDataModule(LightningDataModule):
         test_protocol: str = "center_crop",
         eval_resize: int = 256,
         test_scales: Sequence[int] | None = None,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        normalization: str | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        mean_image: str | Path | None = None,
         pca_eigval: Sequence[float] = PCA_EIGVAL,
         pca_eigvec: Sequence[Sequence[float]] = PCA_EIGVEC,
         lighting_std: float = LIGHTING_STD,
@@ -118,13 +123,14 @@ class ImageNetDataModule(LightningDataModule):
                 test_protocol, input_size=input_size, resize=eval_resize, scales=scales
             ),
         }
+        self.pixel_scale = pixel_scale(normalization or preset.normalization, mean, std)
         self.device_augment = DeviceAugment(
-            [float(m) for m in mean],
-            [float(s) for s in std],
+            self.pixel_scale,
             photometric=preset.photometric,
             eigval=[float(v) for v in pca_eigval],
             eigvec=[[float(v) for v in row] for row in pca_eigvec],
             lighting_std=lighting_std,
+            mean_image=read_mean_image(mean_image) if mean_image is not None else None,
             channels_last=channels_last,
         )
         self.datasets: dict[str, ImageFolderDataset] = {}
@@ -311,6 +317,20 @@ class ImageNetDataModule(LightningDataModule):
                 "skipped %d undecodable image files: %s%s",
                 len(files), ", ".join(files[:20]), " ..." if len(files) > 20 else "",
             )  # fmt: skip
+
+
+def read_mean_image(path: str | Path) -> Tensor:
+    """The (3, H, W) per-pixel mean, in [0, 1] units, from a scripts/compute_pca.py file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"data.mean_image={path} does not exist; write it with "
+            "python scripts/compute_pca.py DATA_ROOT --out FILE"
+        )
+    stats = load_file(path)
+    if not isinstance(stats, dict) or not isinstance(stats.get("mean_image"), Tensor):
+        raise FileNotFoundError(f"{path} holds no 'mean_image'; write one with compute_pca.py")
+    return stats["mean_image"]
 
 
 def _holds_images(class_dir: Path) -> bool:

@@ -39,6 +39,15 @@ def best_checkpoint(trainer: Trainer) -> str | None:
     return None
 
 
+def final_checkpoint(trainer: Trainer) -> str | None:
+    """The file holding the final weights: what the checkpoint without a monitor (last.ckpt)
+    wrote last; None when no checkpoint was written (e.g. a fast_dev_run)."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.monitor is None:
+            return callback.last_model_path or callback.best_model_path or None
+    return None
+
+
 def load_checkpoint(path: str) -> dict[str, Any]:
     """A checkpoint written by train.py (CPU tensors), read without running code from the file."""
     if not Path(path).is_file():
