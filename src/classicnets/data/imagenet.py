@@ -56,13 +56,15 @@ class ImageNetDataModule(LightningDataModule):
     """``<root>/train/<class>/*`` and ``<root>/val/<class>/*``; classes are the train folders.
 
     Train batches are ``(uint8 (B, 3, s, s), int64 (B,))``; evaluation batches hold
-    ``(B, n_crops, 3, s, s)`` images under multi-crop protocols. After the transfer to the
-    device, images are normalised floats.
+    ``(B, n_crops, 3, s, s)`` images under multi-crop protocols, and one image's groups of
+    whole-image views under the fully convolutional ones (``protocols.py``). After the transfer
+    to the device, images are normalised floats.
 
     Args (conf/data/imagenet.yaml documents each with its source):
         root: the dataset root, holding ``train/`` and ``val/``.
         batch_size: the global training batch (the paper's), split over the devices.
-        eval_batch_size: global evaluation batch; None keeps crops per batch ≈ batch_size.
+        eval_batch_size: global evaluation batch; None keeps crops per batch ≈ batch_size (the
+            whole-image protocols take one image per batch).
         input_size: the crop side (AlexNet 227, the others 224).
         train_preset: a paper's augmentation, ``presets.TRAIN_PRESETS``.
         train_scale: [min, max] shorter side for the presets that rescale.

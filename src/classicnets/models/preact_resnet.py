@@ -17,6 +17,7 @@ the last conv of every residual branch (a pre-activation branch ends in a conv, 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -107,17 +108,12 @@ class PreActResNet(ResNet):
     Table 1 layout) built of pre-activation units, and a final BN + ReLU before the pooling."""
 
     def __init__(
-        self,
-        block: type[PreActBasicBlock | PreActBottleneck],
-        layers: Sequence[int],
-        num_classes: int = 1000,
-        in_channels: int = 3,
-        shortcut: Shortcut = "B",
-        stride_in_1x1: bool = False,
-        zero_init_residual: bool = False,
-    ) -> None:
-        super().__init__(block, layers, num_classes, in_channels, shortcut, stride_in_1x1,
-                         zero_init_residual)  # fmt: skip
+        self, block: type[PreActBasicBlock | PreActBottleneck], layers: Sequence[int],
+        **options: Any,
+    ) -> None:  # fmt: skip
+        """``options`` are ResNet's: num_classes, in_channels, shortcut, stride_in_1x1,
+        zero_init_residual."""
+        super().__init__(block, layers, **options)
         # The last unit's sum is activated once more before pooling (appendix); a fresh BN is
         # γ=1, β=0, the init reset_parameters gives the others.
         self.final_bn = nn.BatchNorm2d(self.fc.in_features)
@@ -126,8 +122,9 @@ class PreActResNet(ResNet):
         self, block: type[nn.Module], in_planes: int, planes: int, stride: int, first: bool,
         **options: Any,
     ) -> nn.Module:  # fmt: skip
-        """A unit without ResNeXt's options; the stem's BN + ReLU is the first unit's
-        pre-activation (appendix)."""
+        """A unit; the stem's BN + ReLU is the first unit's pre-activation (appendix)."""
+        if options["groups"] != 1 or options["width_per_group"] != 64:
+            raise ValueError("pre-activation units have no grouped (ResNeXt) form")
         return block(in_planes, planes, stride, options["shortcut"], preact=not first,
                      stride_in_1x1=options["stride_in_1x1"])  # fmt: skip
 
@@ -138,50 +135,21 @@ class PreActResNet(ResNet):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-# Parameters: ResNet's count less the BN of its projections (1,792 for 18/34, 7,680 for 50+).
-# The other BN differences cancel: the final BN (2·512·expansion) balances the stage-entry BNs,
-# which see the narrower input, and the first unit's, which the stem's BN replaces. All figures
-# here are ours, measured on this layout: the paper states none (its ImageNet models are the 152
-# and the 200). GMACs equal the v1.5 ResNet's.
-@register_model("preact_resnet18", input_size=224, paper=PAPER, params=11_687_720,
-                gmacs=1.814)  # fmt: skip
-def preact_resnet18(**kwargs: Any) -> PreActResNet:
-    """Pre-activation ResNet-18: basic units [2, 2, 2, 2]."""
-    return PreActResNet(PreActBasicBlock, [2, 2, 2, 2], **kwargs)
-
-
-@register_model("preact_resnet34", input_size=224, paper=PAPER, params=21_795_880,
-                gmacs=3.664)  # fmt: skip
-def preact_resnet34(**kwargs: Any) -> PreActResNet:
-    """Pre-activation ResNet-34: basic units [3, 4, 6, 3]."""
-    return PreActResNet(PreActBasicBlock, [3, 4, 6, 3], **kwargs)
-
-
-@register_model("preact_resnet50", input_size=224, paper=PAPER, params=25_549_352,
-                gmacs=4.089)  # fmt: skip
-def preact_resnet50(**kwargs: Any) -> PreActResNet:
-    """Pre-activation ResNet-50: bottleneck units [3, 4, 6, 3]."""
-    return PreActResNet(PreActBottleneck, [3, 4, 6, 3], **kwargs)
-
-
-@register_model("preact_resnet101", input_size=224, paper=PAPER, params=44_541_480,
-                gmacs=7.801)  # fmt: skip
-def preact_resnet101(**kwargs: Any) -> PreActResNet:
-    """Pre-activation ResNet-101: bottleneck units [3, 4, 23, 3]."""
-    return PreActResNet(PreActBottleneck, [3, 4, 23, 3], **kwargs)
-
-
-@register_model("preact_resnet152", input_size=224, paper=PAPER, params=60_185_128,
-                gmacs=11.514)  # fmt: skip
-def preact_resnet152(**kwargs: Any) -> PreActResNet:
-    """Pre-activation ResNet-152: bottleneck units [3, 8, 36, 3]."""
-    return PreActResNet(PreActBottleneck, [3, 8, 36, 3], **kwargs)
-
-
-# He et al. 2016, Table 5's ResNet-200 (fb.resnet.torch's preresnet.lua: [3, 24, 36, 3]). The paper
-# gives no count; ResNeXt's Table 4 ranks it among the nets of twice ResNet-101's ~7.8 GFLOPs.
-@register_model("preact_resnet200", input_size=224, paper=PAPER, params=64_666_152,
-                gmacs=15.007)  # fmt: skip
-def preact_resnet200(**kwargs: Any) -> PreActResNet:
-    """Pre-activation ResNet-200: bottleneck units [3, 24, 36, 3]."""
-    return PreActResNet(PreActBottleneck, [3, 24, 36, 3], **kwargs)
+# One line per variant: (unit, units per stage, params, GMACs), all ours, measured on this layout:
+# the paper states none (its ImageNet models are the 152 and the 200). Parameters: ResNet's count
+# less the BN of its projections (1,792 for 18/34, 7,680 for 50+); the other BN differences cancel:
+# the final BN (2·512·expansion) balances the stage-entry BNs, which see the narrower input, and
+# the first unit's, which the stem's BN replaces. GMACs equal the v1.5 ResNet's. The 200 is Table
+# 5's ResNet-200 (fb.resnet.torch's preresnet.lua: [3, 24, 36, 3]); ResNeXt's Table 4 ranks it
+# among the nets of twice ResNet-101's ~7.8 GFLOPs.
+PREACT_RESNETS = {
+    "preact_resnet18": (PreActBasicBlock, [2, 2, 2, 2], 11_687_720, 1.814),
+    "preact_resnet34": (PreActBasicBlock, [3, 4, 6, 3], 21_795_880, 3.664),
+    "preact_resnet50": (PreActBottleneck, [3, 4, 6, 3], 25_549_352, 4.089),
+    "preact_resnet101": (PreActBottleneck, [3, 4, 23, 3], 44_541_480, 7.801),
+    "preact_resnet152": (PreActBottleneck, [3, 8, 36, 3], 60_185_128, 11.514),
+    "preact_resnet200": (PreActBottleneck, [3, 24, 36, 3], 64_666_152, 15.007),
+}
+for name, (block, layers, params, gmacs) in PREACT_RESNETS.items():
+    register = register_model(name, input_size=224, paper=PAPER, params=params, gmacs=gmacs)
+    register(partial(PreActResNet, block, layers))
