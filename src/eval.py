@@ -36,7 +36,7 @@ def main(cfg: DictConfig) -> dict[str, float]:
     model = ClassificationModule(**checkpoint["hyper_parameters"])
     model.load_state_dict(checkpoint["state_dict"])
     loggers = pipeline.instantiate_loggers(cfg.get("logger"), run_dir)
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False)
+    trainer = pipeline.instantiate_trainer(cfg.trainer, logger=loggers or False)
 
     metrics = {}
     try:

@@ -40,7 +40,9 @@ def main(cfg: DictConfig) -> float | None:
     loggers = pipeline.instantiate_loggers(cfg.get("logger"), run_dir)
     callbacks = pipeline.instantiate_callbacks(cfg.get("callbacks"), with_logger=bool(loggers))
     callbacks.append(pipeline.StoreConfig(config))
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = pipeline.instantiate_trainer(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False
+    )
     pipeline.check_global_batch(cfg.data.batch_size, trainer)  # before DDP starts its processes
     for logger in loggers:
         logger.log_hyperparams(config)

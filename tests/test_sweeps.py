@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from run_helpers import DDP, REPO, TINY, train
 
@@ -70,8 +70,13 @@ def test_slurm_launcher_asks_for_one_task_per_gpu_and_sigusr1_before_the_end(
             ],
             return_hydra_config=True,
         )
-    plugins = [p["_target_"].rsplit(".", 1)[1] for p in cfg.trainer.plugins]
-    assert plugins == ["AtomicCheckpointIO", "SLURMEnvironment"] and cfg.trainer.strategy == "ddp"
+    # The launcher adds its cluster environment to the trainer's keyed plugins.
+    plugins = {k: p["_target_"].rsplit(".", 1)[1] for k, p in cfg.trainer.plugins.items()}
+    assert plugins == {
+        "checkpoint_io": "AtomicCheckpointIO",
+        "cluster_environment": "SLURMEnvironment",
+    }
+    assert cfg.trainer.strategy == "ddp"
     # The sbatch script submitit would write for these launcher settings (as the launcher maps
     # them); submitit wants an srun on PATH, which this machine has not.
     srun = tmp_path / "bin" / "srun"
@@ -97,3 +102,35 @@ def test_slurm_launcher_asks_for_one_task_per_gpu_and_sigusr1_before_the_end(
     ):
         assert f"#SBATCH {line}\n" in sbatch
     assert "USR2" not in sbatch and "srun" in sbatch
+
+
+def test_launcher_plugins_merge_into_the_trainers_keyed_plugins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    from classicnets import pipeline
+    from classicnets.resume import AtomicCheckpointIO
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3", job_name="train"):
+        cfg = compose(
+            "train", overrides=["launcher=slurm", "trainer.accelerator=cpu", "trainer.devices=2"]
+        )
+    with open_dict(cfg):
+        cfg.trainer.default_root_dir = str(tmp_path)
+    # Rank 0 of a two-task SLURM step, as srun would start it.
+    slurm = {"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_NODELIST": "n1"}
+    for key, value in slurm.items():
+        monkeypatch.setenv(key, value)
+    for key in ("SLURM_NODEID", "SLURM_PROCID", "SLURM_LOCALID"):
+        monkeypatch.setenv(key, "0")
+    trainer = pipeline.instantiate_trainer(cfg.trainer, logger=False)
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    assert isinstance(trainer.strategy.cluster_environment, SLURMEnvironment)
+    # A preset's plugin is dropped by nulling its key, as a callback is.
+    monkeypatch.undo()
+    with open_dict(cfg):
+        cfg.trainer.plugins.cluster_environment = None
+    trainer = pipeline.instantiate_trainer(cfg.trainer, logger=False)
+    assert not isinstance(trainer.strategy.cluster_environment, SLURMEnvironment)
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)

@@ -73,6 +73,16 @@ def instantiate_callbacks(cfg: DictConfig | None, with_logger: bool = True) -> l
     return [c for c in callbacks if with_logger or not isinstance(c, LearningRateMonitor)]
 
 
+def instantiate_trainer(cfg: DictConfig, **kwargs: Any) -> Trainer:
+    """The Trainer of ``cfg`` (the trainer group). Its ``plugins`` are keyed like callbacks, so the
+    trainer/ and launcher/ presets merge into one mapping; the Trainer gets its values as a list,
+    in config order, null entries dropped."""
+    node = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(node, dict)
+    plugins = [hydra.utils.instantiate(p) for p in (node.pop("plugins", None) or {}).values() if p]
+    return hydra.utils.instantiate(node, plugins=plugins or None, **kwargs)
+
+
 def instantiate_loggers(cfg: DictConfig | None, run_dir: Path) -> list[Logger]:
     """Every logger of the logger group; W&B falls back to offline when it cannot reach a server."""
     if not cfg:
