@@ -13,6 +13,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
+from hydra_plugins.classicnets_launcher.node_launcher import gpu_slots
 from run_helpers import DDP, REPO, TINY, train
 
 
@@ -134,3 +135,33 @@ def test_launcher_plugins_merge_into_the_trainers_keyed_plugins(
     trainer = pipeline.instantiate_trainer(cfg.trainer, logger=False)
     assert not isinstance(trainer.strategy.cluster_environment, SLURMEnvironment)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+def test_gpu_slots_share_the_node_out() -> None:
+    assert gpu_slots(range(8), 1) == [(i,) for i in range(8)]
+    assert gpu_slots([0, 1, 2, 3, 4, 5, 6, 7], 2) == [(0, 1), (2, 3), (4, 5), (6, 7)]
+    assert gpu_slots([4, 5, 6], 2) == [(4, 5)]  # a GPU left over stays idle
+    assert gpu_slots(range(8), 1, max_parallel=3) == [(0,), (1,), (2,)]
+    assert gpu_slots([], 2) == [()] and gpu_slots([], 2, max_parallel=2) == [(), ()]
+    with pytest.raises(ValueError, match="gpus_per_job=4 but this node has 2 GPUs"):
+        gpu_slots([0, 1], 4)
+
+
+@pytest.mark.slow
+def test_local_launcher_runs_two_jobs_side_by_side(tmp_path: Path) -> None:
+    sweep = tmp_path / "node"
+    train(
+        tmp_path, "-m", "launcher=local", *TINY, "trainer.devices=1", "seed=1,2",
+        "hydra.launcher.gpus=[]", "hydra.launcher.max_parallel=2", "trainer.max_epochs=1",
+        "test=false", "logger=none", f"hydra.sweep.dir={sweep}",
+        "+callbacks.meet._target_=run_helpers.Rendezvous",
+        f"+callbacks.meet.folder={tmp_path / 'meet'}",
+    )  # fmt: skip
+    # Each job reached fit while the other was there (Rendezvous waits for both), in its own
+    # directory, seeing no GPUs.
+    times = [json.loads((sweep / job / "job_times.json").read_text()) for job in ("0", "1")]
+    assert max(t["start"] for t in times) < min(t["end"] for t in times)
+    assert [t["CUDA_VISIBLE_DEVICES"] for t in times] == ["", ""]
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "metrics.json").read_text())["val/acc_top1"] > 0
+    assert {p.name for p in sweep.iterdir()} == {"0", "1", ".submitit", "multirun.yaml"}
