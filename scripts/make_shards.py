@@ -47,7 +47,8 @@ def read_item(entry: tuple[str, int, str]) -> Iterator[dict[str, object]]:
     except DECODE_ERRORS as error:
         print(f"warning: leaving out {path}: not an image ({error})", file=sys.stderr)
         return
-    yield {"image": data, "label": label, "name": name}
+    # The name as bytes: litdata would store a str that names an existing file as that file.
+    yield {"image": data, "label": label, "name": name.encode()}
 
 
 def split_entries(root: Path, split: str, classes: list[str], shuffle: bool) -> list[tuple]:

@@ -62,10 +62,10 @@ def test_make_shards_keeps_bytes_labels_and_the_class_order(tree: Path, shards: 
         expected = 4 * per_class + 3 + 1
         assert len(items) == metadata["splits"][split] == expected
         for item in items:
-            path = tree / split / item["name"]
+            path = tree / split / bytes(item["name"]).decode()
             assert bytes(item["image"]) == path.read_bytes()
             assert item["label"] == folders.classes.index(path.parent.name)
-        names = {Path(item["name"]).name for item in items}
+        names = {Path(bytes(item["name"]).decode()).name for item in items}
         assert names.isdisjoint(set(UNDECODABLE) - {"truncated.JPEG"})
     # Training items are written mixed (a chunk holds several classes), not class by class.
     labels = [item["label"] for item in StreamingDataset(str(shards / "train"))]

@@ -95,7 +95,7 @@ class ShardImages(StreamingDataset):
         except DECODE_ERRORS as error:
             self.bad[i] = 1
             warnings.warn(
-                f"skipping undecodable image {item['name']} (item {i} of {self.url}): {error}",
+                f"skipping undecodable image {_name(item)} (item {i} of {self.url}): {error}",
                 SkippedImageWarning,
                 stacklevel=2,
             )
@@ -104,7 +104,7 @@ class ShardImages(StreamingDataset):
 
     def name(self, i: int) -> str:
         """The file an item came from (relative to its split folder), for messages."""
-        return f"{self.url}#{i} ({StreamingDataset.__getitem__(self, i)['name']})"
+        return f"{self.url}#{i} ({_name(StreamingDataset.__getitem__(self, i))})"
 
     def skipped_files(self) -> list[str]:
         return [self.name(int(i)) for i in self.bad.nonzero().flatten()]
@@ -112,6 +112,10 @@ class ShardImages(StreamingDataset):
     @property
     def num_skipped(self) -> int:
         return int(self.bad.sum())
+
+
+def _name(item: dict[str, Any]) -> str:
+    return bytes(item["name"]).decode()
 
 
 class ShardIndexView(Dataset):
