@@ -168,3 +168,18 @@ def test_a_run_trains_evaluates_and_resumes_on_shards(
     whole = load_file(tmp_path / "whole" / "checkpoints" / "last.ckpt")
     for name, weight in whole["state_dict"].items():
         assert torch.equal(weight, checkpoint["state_dict"][name]), name
+
+
+def test_a_broken_training_image_is_replaced_by_one_of_its_class(shards: Path) -> None:
+    dm = datamodule(shards)
+    dm.setup("fit")
+    train = dm.datasets["train"]
+    raw = StreamingDataset(str(shards / "train"))
+    names = [bytes(item["name"]).decode() for item in raw]
+    broken = next(i for i, n in enumerate(names) if n.endswith("truncated.JPEG"))
+    good = next(i for i, n in enumerate(names) if n.startswith(f"{names[broken].split('/')[0]}/n"))
+    assert train[broken] is None  # no image of the class read yet: dropped
+    image, label = train[good]
+    stand_in, stand_in_label = train[broken]
+    assert stand_in_label == label == raw[broken]["label"] and stand_in.shape == image.shape
+    assert dm.num_skipped == 1 and "truncated.JPEG" in dm.skipped_files()[0]

@@ -11,8 +11,8 @@ the loader's state in every checkpoint and a resumed run continues the epoch whe
 Evaluation reads the shards by index, through the folders' even-shard sampler, so under DDP every
 image is counted once (``sampling.EvenShardBatchSampler``).
 
-A shard image that cannot be decoded is reported by name and dropped from its batch (a streaming
-position cannot fetch a stand-in of the same class cheaply), in training and evaluation alike.
+A shard image that cannot be decoded is reported by name; in training the last good image of its
+class stands in (as a random one of the class does for the folders), in evaluation it is dropped.
 """
 
 from __future__ import annotations
@@ -63,11 +63,14 @@ def read_metadata(root: str) -> dict[str, Any]:
 
 
 class ShardImages(StreamingDataset):
-    """``(transform(image), label)`` per shard item, or ``None`` for an undecodable image.
+    """``(transform(image), label)`` per shard item.
 
     Streams when iterated (training) and reads by index (evaluation, :class:`ShardIndexView`).
-    ``bad`` flags broken items in shared memory, one byte per item of the split, so every
-    loader worker's findings reach the main process.
+    An undecodable image is reported once and flagged in ``bad`` (shared memory, one byte per
+    item, so every loader worker's findings reach the main process). Then either the last good
+    image of its class that this worker read stands in (``replace_bad``: training keeps its batch
+    size and class balance), or the sample is ``None`` and is dropped from its batch (evaluation,
+    or no image of the class read yet).
     """
 
     def __init__(
@@ -76,31 +79,45 @@ class ShardImages(StreamingDataset):
         transform: SampleTransform,
         num_items: int,
         *,
+        replace_bad: bool = False,
         bad: Tensor | None = None,
         item_loader: BaseItemLoader | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(url, item_loader=item_loader, **kwargs)
-        self.url, self.sample_transform = url, transform
+        self.url, self.sample_transform, self.replace_bad = url, transform, replace_bad
         self.bad = bad if bad is not None else torch.zeros(num_items, dtype=torch.uint8)
         self.bad.share_memory_()
+        self.last_good: dict[int, int] = {}  # class -> item index, in this worker
 
     def __getitem__(self, index: Any) -> tuple[Tensor, int] | None:
         item = super().__getitem__(index)
         i = index if isinstance(index, int) else index.index
+        label = int(item["label"])
+        pixels = self._decode(item, i)
+        if pixels is not None:
+            self.last_good[label] = i
+            return pixels, label
+        if self.replace_bad and label in self.last_good:
+            # A fresh augmentation of an image of the class (local chunks: a read in place).
+            j = self.last_good[label]
+            pixels = self._decode(StreamingDataset.__getitem__(self, j), j)
+            return (pixels, label) if pixels is not None else None
+        return None
+
+    def _decode(self, item: dict[str, Any], i: int) -> Tensor | None:
         if self.bad[i]:
             return None
         try:
-            pixels = self.sample_transform(EncodedImage(bytes(item["image"])))
+            return self.sample_transform(EncodedImage(bytes(item["image"])))
         except DECODE_ERRORS as error:
             self.bad[i] = 1
             warnings.warn(
                 f"skipping undecodable image {_name(item)} (item {i} of {self.url}): {error}",
                 SkippedImageWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             return None
-        return pixels, int(item["label"])
 
     def name(self, i: int) -> str:
         """The file an item came from (relative to its split folder), for messages."""
@@ -208,6 +225,7 @@ class ShardsDataModule(ImageNetDataModule):
             f"{self.url}/{split}",
             self.transforms[key],
             counts[split],
+            replace_bad=replace_bad,
             bad=shared.bad if shared is not None else None,
             shuffle=key == "train",
             drop_last=True if key == "train" else None,  # evaluation reads by index: unused
