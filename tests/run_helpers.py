@@ -127,3 +127,16 @@ class Rendezvous(Callback):
             "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
         (Path(trainer.default_root_dir) / "job_times.json").write_text(json.dumps(times))
+
+
+class RecordTargets(Callback):
+    """Append each training batch's targets (one JSON list a line) to ``path``: the data order."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(batch[1].tolist()) + "\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import signal
 from pathlib import Path
 from types import ModuleType
 
@@ -20,6 +21,7 @@ from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.shards import ShardsDataModule
 from classicnets.safe_load import load_file
 from conftest import REPO, compose_config
+from run_helpers import signal_at, train
 
 pytestmark = pytest.mark.filterwarnings("ignore::classicnets.data.folder.SkippedImageWarning")
 
@@ -132,42 +134,51 @@ def test_the_train_loader_resumes_mid_epoch_where_it_stopped(shards: Path) -> No
     assert len(set(labels.tolist())) > 1
 
 
+@pytest.fixture(scope="module")
+def clean_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shards of 4 classes × 5 training images and no broken file: 5 steps of 4 per epoch."""
+    tree = make_fake_imagenet(tmp_path_factory.mktemp("clean"), 4, 5, 2, seed=1)
+    out = tmp_path_factory.mktemp("clean_shards")
+    load_script("make_shards").main(["--root", str(tree), "--out", str(out), "--workers", "1"])
+    return out
+
+
+@pytest.mark.slow
 def test_a_run_trains_evaluates_and_resumes_on_shards(
-    shards: Path, tmp_path: Path, train_main
+    clean_shards: Path, tmp_path: Path, train_main
 ) -> None:
-    overrides = [
-        "model=resnet18",
-        "data=imagenet_shards",
-        f"data.root={shards}",
-        "data.batch_size=4",
-        "data.input_size=32",
-        "data.eval_resize=36",
-        "data.num_workers=0",
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2",
-        "trainer.accelerator=cpu",
-        "logger=none",
-        "callbacks.progress_bar=null",
-        "+trainer.enable_progress_bar=false",
-    ]
-    train_main(compose_config("train", overrides, tmp_path))
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    def overrides(name: str, epochs: int) -> list[str]:
+        return [
+            "model=resnet18", "data=imagenet_shards", f"data.root={clean_shards}",
+            "data.batch_size=4", "data.input_size=32", "data.eval_resize=36",
+            "data.num_workers=0", "data.test_protocol=center_crop", "trainer.accelerator=cpu",
+            "logger=none", "callbacks.progress_bar=null", "+trainer.enable_progress_bar=false",
+            f"trainer.max_epochs={epochs}", "+callbacks.order._target_=run_helpers.RecordTargets",
+            f"+callbacks.order.path={tmp_path / name}",
+        ]  # fmt: skip
+
+    whole_dir, run_dir = tmp_path / "whole", tmp_path / "stopped"
+    train_main(compose_config("train", overrides("whole.jsonl", 2), whole_dir))
+    metrics = json.loads((whole_dir / "metrics.json").read_text())
     assert 0.0 <= metrics["val/acc_top1"] <= 1.0
-    assert 0.0 <= metrics["test/ten_crop/acc_top1"] <= 1.0
-    checkpoint = load_file(tmp_path / "checkpoints" / "last.ckpt")
+    assert 0.0 <= metrics["test/center_crop/acc_top1"] <= 1.0
+    # Stopped by SIGTERM after step 3 of epoch 1's 5 (a subprocess: the signal ends it) ...
+    train(
+        tmp_path, *overrides("stopped.jsonl", 2), f"hydra.run.dir={run_dir}",
+        *signal_at(2, signal.SIGTERM), expect=128 + signal.SIGTERM,
+    )  # fmt: skip
+    checkpoint = load_file(run_dir / "checkpoints" / "last.ckpt")
     (loader_state,) = checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"]
-    assert loader_state["num_samples_yielded"] == 8 and loader_state["current_epoch"] == 1
-    # The same command with one more epoch continues from last.ckpt: epoch 2's two steps.
-    train_main(compose_config("train", [*overrides, "trainer.max_epochs=2"], tmp_path))
-    checkpoint = load_file(tmp_path / "checkpoints" / "last.ckpt")
-    assert checkpoint["global_step"] == 4 and checkpoint["epoch"] == 1
-    (loader_state,) = checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"]
-    assert loader_state["current_epoch"] == 2  # epoch 2's order, not epoch 1's again
-    # ... and ends where two epochs without the stop end.
-    train_main(compose_config("train", [*overrides, "trainer.max_epochs=2"], tmp_path / "whole"))
-    whole = load_file(tmp_path / "whole" / "checkpoints" / "last.ckpt")
-    for name, weight in whole["state_dict"].items():
-        assert torch.equal(weight, checkpoint["state_dict"][name]), name
+    assert checkpoint["global_step"] == 3 and loader_state["num_samples_yielded"] == 12
+    # ... resumed mid-epoch to the end of epoch 1, then at that boundary for epoch 2: the same
+    # batches as the run never stopped, none repeated, none missed.
+    train_main(compose_config("train", overrides("stopped.jsonl", 1), run_dir))
+    assert load_file(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 5
+    train_main(compose_config("train", overrides("stopped.jsonl", 2), run_dir))
+    assert load_file(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 10
+    whole = (tmp_path / "whole.jsonl").read_text().splitlines()
+    assert (tmp_path / "stopped.jsonl").read_text().splitlines() == whole
+    assert len(whole) == 10 and whole[:5] != whole[5:]  # epoch 2 is shuffled anew
 
 
 def test_a_broken_training_image_is_replaced_by_one_of_its_class(shards: Path) -> None:

@@ -156,21 +156,32 @@ class ShardIndexView(Dataset):
 
 
 class TrainerEpochLoader(StreamingDataLoader):
-    """litdata's loader, its passes numbered by the trainer's epoch.
+    """litdata's loader, its passes numbered by the trainer's epoch, resumed only once.
 
     The loader counts its own passes, each shuffled by (seed, pass); a fresh loader in a run
     resumed at an epoch boundary would count from one again and repeat the first epoch's order.
-    A pass resumed mid-epoch keeps the position Lightning loaded (``restore``).
+    The pass after ``load_state_dict`` (Lightning's mid-epoch resume) continues from the loaded
+    position; litdata keeps that ``restore`` flag until a pass runs to its end, which Lightning's
+    epochs never do (they stop after ``len(loader)`` batches), so the next epoch would resume the
+    finished one again and yield nothing: every later pass starts afresh here.
     """
 
     def __init__(self, *args: Any, epoch: Callable[[], int | None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.epoch = epoch
+        self.resuming = False
+
+    def load_state_dict(self, obj: dict[str, Any]) -> None:
+        super().load_state_dict(obj)
+        self.resuming = True
 
     def __iter__(self) -> Any:
-        epoch = self.epoch()
-        if epoch is not None and not self.restore:
-            self.current_epoch = epoch  # litdata adds one as the pass starts
+        if not self.resuming:
+            self.restore = False
+            epoch = self.epoch()
+            if epoch is not None:
+                self.current_epoch = epoch  # litdata adds one as the pass starts
+        self.resuming = False
         return super().__iter__()
 
 
