@@ -104,3 +104,11 @@ def test_the_datamodule_caches_each_split_once(fake_imagenet: Path, tmp_path: Pa
     again = hydra.utils.instantiate(cfg.data)
     again.setup("fit")
     assert paths(again.datasets["val"].index) == paths(datamodule.datasets["val"].index)
+
+
+def test_bench_index_times_a_generated_tree(capsys: pytest.CaptureFixture[str]) -> None:
+    from test_shards import load_script
+
+    load_script("bench_index").main(["--classes", "3", "--per-class", "4", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "12 files in 3 classes" in out and "ratio scan / cached load" in out

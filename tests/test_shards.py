@@ -194,3 +194,14 @@ def test_a_broken_training_image_is_replaced_by_one_of_its_class(shards: Path) -
     stand_in, stand_in_label = train[broken]
     assert stand_in_label == label == raw[broken]["label"] and stand_in.shape == image.shape
     assert dm.num_skipped == 1 and "truncated.JPEG" in dm.skipped_files()[0]
+
+
+def test_make_shards_of_a_missing_tree_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_shards = load_script("make_shards")
+    with pytest.raises(SystemExit) as exit_info:
+        make_shards.main(["--root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "prepare_imagenet.py" in err[0]
