@@ -3,6 +3,7 @@ rebuilt when a class folder changes, and never trusted when unreadable."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from classicnets.data import index_cache
 from classicnets.data.folder import FileIndex
 from classicnets.data.index_cache import cache_file, cached_scan
-from conftest import compose_config
+from conftest import REPO, compose_config
 
 CLASSES = ("n001", "n002", "n003")
 
@@ -107,8 +108,10 @@ def test_the_datamodule_caches_each_split_once(fake_imagenet: Path, tmp_path: Pa
 
 
 def test_bench_index_times_a_generated_tree(capsys: pytest.CaptureFixture[str]) -> None:
-    from test_shards import load_script
-
-    load_script("bench_index").main(["--classes", "3", "--per-class", "4", "--repeats", "1"])
+    spec = importlib.util.spec_from_file_location("bench_index", REPO / "scripts/bench_index.py")
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--classes", "3", "--per-class", "4", "--repeats", "1"])
     out = capsys.readouterr().out
     assert "12 files in 3 classes" in out and "ratio scan / cached load" in out
