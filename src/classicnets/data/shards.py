@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 from litdata import StreamingDataLoader, StreamingDataset
-from litdata.streaming.item_loader import BaseItemLoader
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -81,10 +80,9 @@ class ShardImages(StreamingDataset):
         *,
         replace_bad: bool = False,
         bad: Tensor | None = None,
-        item_loader: BaseItemLoader | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(url, item_loader=item_loader, **kwargs)
+        super().__init__(url, **kwargs)
         self.url, self.sample_transform, self.replace_bad = url, transform, replace_bad
         self.bad = bad if bad is not None else torch.zeros(num_items, dtype=torch.uint8)
         self.bad.share_memory_()
