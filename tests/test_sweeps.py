@@ -1,6 +1,7 @@
 """Sweeps and launchers: the Optuna search maximises what train returns; submitit's local executor
 starts one process per device (the SLURM path, Lightning starting none); the SLURM launcher
-config asks SLURM for the same."""
+config asks SLURM for the same; launcher=local shares a node's GPUs out and runs jobs side by
+side; launcher presets add their cluster environment to the trainer's keyed plugins."""
 
 from __future__ import annotations
 
