@@ -38,7 +38,7 @@ def main(cfg: DictConfig) -> dict[str, float]:
     model = ClassificationModule(**checkpoint["hyper_parameters"])
     model.load_state_dict(checkpoint["state_dict"])
     run_loggers = loggers.instantiate_loggers(cfg.get("logger"), run_dir)
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=run_loggers or False)
+    trainer = setup.instantiate_trainer(cfg.trainer, logger=run_loggers or False)
 
     metrics = {}
     try:

@@ -43,7 +43,9 @@ def main(cfg: DictConfig) -> float | None:
     run_loggers = loggers.instantiate_loggers(cfg.get("logger"), run_dir)
     callbacks = setup.instantiate_callbacks(cfg.get("callbacks"), with_logger=bool(run_loggers))
     callbacks.append(StoreConfig(config))
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=run_loggers or False)
+    trainer = setup.instantiate_trainer(
+        cfg.trainer, callbacks=callbacks, logger=run_loggers or False
+    )
     setup.check_global_batch(cfg.data.batch_size, trainer)  # before DDP starts its processes
     for logger in run_loggers:
         logger.log_hyperparams(config)

@@ -37,6 +37,7 @@ from classicnets.data.folder import (
     not_found,
     read_class_names,
 )
+from classicnets.data.index_cache import cached_scan
 from classicnets.data.presets import make_train_preset
 from classicnets.data.protocols import collate_views, make_protocol
 from classicnets.data.sampling import EvenShardBatchSampler, train_sampler
@@ -74,6 +75,7 @@ class ImageNetDataModule(LightningDataModule):
         mean, std: the dataset's per-channel statistics in [0, 1] units; None: ImageNet's.
         mean_image: a file of scripts/compute_pca.py whose per-pixel mean image replaces the mean.
         pca_eigval, pca_eigvec, lighting_std: AlexNet's PCA lighting, pixels in [0, 1].
+        index_cache_dir: where file indices are cached (``index_cache.py``); None: beside the data.
     """
 
     in_channels = 3
@@ -105,6 +107,7 @@ class ImageNetDataModule(LightningDataModule):
         train_split: str = "train",
         val_split: str = "val",
         test_split: str = "val",
+        index_cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
@@ -112,6 +115,7 @@ class ImageNetDataModule(LightningDataModule):
         self.num_workers, self.input_size = num_workers, input_size
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
+        self.index_cache_dir = index_cache_dir
         self.val_protocol, self.test_protocol = val_protocol, test_protocol
         scale = (int(train_scale[0]), int(train_scale[1])) if train_scale is not None else None
         preset = make_train_preset(train_preset, input_size=input_size, train_scale=scale)
@@ -214,7 +218,7 @@ class ImageNetDataModule(LightningDataModule):
         split = self.splits[key]
         if split not in self._indices:
             directory = self.root / split
-            index = FileIndex.scan(directory, self.classes)
+            index = cached_scan(directory, self.classes, self.index_cache_dir)
             if not len(index):
                 raise not_found(self.root, f"{directory} holds no images of the training classes")
             empty = [c for c, n in zip(self.classes, index.class_counts(), strict=True) if n == 0]
