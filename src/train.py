@@ -14,7 +14,7 @@ import logging
 import hydra
 from lightning import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from classicnets import launch, pipeline
 from classicnets.errors import exit_on_user_error
@@ -30,6 +30,7 @@ def main(cfg: DictConfig) -> float | None:
     pipeline.route_lightning_logs()
     run_dir = pipeline.output_dir()
     cfg.seed = pipeline.seed_everything(cfg.seed)
+    check_required_overrides(cfg)
 
     datamodule = hydra.utils.instantiate(cfg.data)  # fails at once on missing data
     model = hydra.utils.instantiate(
@@ -72,6 +73,16 @@ def main(cfg: DictConfig) -> float | None:
     }
     pipeline.report_metrics(metrics, run_dir, extra)
     return metrics.get(cfg.get("optimized_metric"))
+
+
+def check_required_overrides(cfg: DictConfig) -> None:
+    """An experiment that starts from another run (``required_overrides: [model.init_from]``)
+    cannot silently start from scratch: the missing file is named before anything is built."""
+    for key in cfg.get("required_overrides") or []:
+        if OmegaConf.select(cfg, key) is None:
+            raise FileNotFoundError(
+                f"this experiment starts from a checkpoint: pass {key}=PATH (see its config file)"
+            )
 
 
 def final_checkpoint(trainer: Trainer) -> str | None:
