@@ -38,7 +38,7 @@ from classicnets.data.folder import (
     read_class_names,
 )
 from classicnets.data.presets import make_train_preset
-from classicnets.data.protocols import make_protocol
+from classicnets.data.protocols import collate_views, make_protocol
 from classicnets.data.sampling import EvenShardBatchSampler, train_sampler
 from classicnets.data.transforms import (
     LIGHTING_STD,
@@ -56,17 +56,19 @@ class ImageNetDataModule(LightningDataModule):
     """``<root>/train/<class>/*`` and ``<root>/val/<class>/*``; classes are the train folders.
 
     Train batches are ``(uint8 (B, 3, s, s), int64 (B,))``; evaluation batches hold
-    ``(B, n_crops, 3, s, s)`` images under multi-crop protocols. After the transfer to the
-    device, images are normalised floats.
+    ``(B, n_crops, 3, s, s)`` images under multi-crop protocols, and one image's groups of
+    whole-image views under the fully convolutional ones (``protocols.py``). After the transfer
+    to the device, images are normalised floats.
 
     Args (conf/data/imagenet.yaml documents each with its source):
         root: the dataset root, holding ``train/`` and ``val/``.
         batch_size: the global training batch (the paper's), split over the devices.
-        eval_batch_size: global evaluation batch; None keeps crops per batch ≈ batch_size.
+        eval_batch_size: global evaluation batch; None keeps crops per batch ≈ batch_size (the
+            whole-image protocols take one image per batch).
         input_size: the crop side (AlexNet 227, the others 224).
         train_preset: a paper's augmentation, ``presets.TRAIN_PRESETS``.
         train_scale: [min, max] shorter side for the presets that rescale.
-        val_protocol, test_protocol: ``protocols.EVAL_PROTOCOLS``.
+        val_protocol, test_protocol: a name in ``protocols.EVAL_PROTOCOLS``.
         eval_resize: shorter side for center_crop and ten_crop; test_scales for the others.
         normalization: the pixel scale (``transforms.PIXEL_SCALES``); None: the preset's paper's.
         mean, std: the dataset's per-channel statistics in [0, 1] units; None: ImageNet's.
@@ -150,10 +152,6 @@ class ImageNetDataModule(LightningDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-    @property
-    def class_to_idx(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.classes)}
 
     @property
     def class_names(self) -> list[str]:
@@ -264,7 +262,11 @@ class ImageNetDataModule(LightningDataModule):
         return self._eval_loader("test")
 
     def _eval_loader(self, key: str) -> DataLoader:
-        dataset, n_crops, size = self.datasets[key], self.transforms[key].n_crops, self.input_size
+        dataset, protocol = self.datasets[key], self.transforms[key]
+        if getattr(protocol, "whole_image", False):  # whole images of any size: one per batch
+            sampler = EvenShardBatchSampler(len(dataset), 1, self.world_size, self.rank)
+            return self._loader(dataset, batch_sampler=sampler, collate_fn=collate_views)
+        n_crops, size = protocol.n_crops, getattr(protocol, "size", self.input_size)
         # Default: as many crops per batch as training has images, so multi-crop memory stays flat.
         total = self.eval_batch_size or max(1, self.batch_size // n_crops)
         batch = max(1, math.ceil(total / self.world_size))
@@ -285,6 +287,9 @@ class ImageNetDataModule(LightningDataModule):
         images, targets = batch
         training = self.trainer is not None and self.trainer.training
         self._report_skips()
+        if isinstance(images, list):  # a whole-image protocol's groups of views (protocols.py)
+            views = [[self.device_augment(v, train=False) for v in group] for group in images]
+            return views, targets
         return self.device_augment(images, train=training), targets
 
     def _split_datasets(self) -> list[ImageFolderDataset]:
