@@ -96,7 +96,11 @@ def main(argv: list[str] | None = None) -> None:
             return "[" + ",".join(fmt(v) for v in values) + "]"
         return "[" + ",".join(f"{v:.4g}" for v in values) + "]"
 
+    std = stats.pop("std")
     print(" ".join(f"data.{key}={fmt(value)}" for key, value in stats.items()))
+    # The raw-pixel recipes (AlexNet, VGG, ResNet, ...) keep the 0-255 scale: std is only for the
+    # scales that divide by one (data.normalization=torchvision or inception).
+    print(f"with data.normalization=torchvision, also: data.std={fmt(std)}")
 
 
 if __name__ == "__main__":

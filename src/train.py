@@ -31,6 +31,7 @@ def main(cfg: DictConfig) -> float | None:
     setup.route_lightning_logs()
     run_dir = setup.output_dir()
     cfg.seed = L.seed_everything(cfg.seed, workers=True, verbose=False)  # loader workers too
+    check_required_overrides(cfg)
 
     datamodule = hydra.utils.instantiate(cfg.data)  # fails at once on missing data
     model = hydra.utils.instantiate(
@@ -75,6 +76,16 @@ def main(cfg: DictConfig) -> float | None:
     }
     report.report_metrics(metrics, run_dir, extra)
     return metrics.get(cfg.get("optimized_metric"))
+
+
+def check_required_overrides(cfg: DictConfig) -> None:
+    """An experiment that starts from another run (``required_overrides: [model.init_from]``)
+    cannot silently start from scratch: the missing file is named before anything is built."""
+    for key in cfg.get("required_overrides") or []:
+        if OmegaConf.select(cfg, key) is None:
+            raise FileNotFoundError(
+                f"this experiment starts from a checkpoint: pass {key}=PATH (see its config file)"
+            )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from classicnets.models import get_model
 from classicnets.models.resnet import ZeroPadShortcut
 from classicnets.optim import LinearDecayLR, PlateauLR
 from conftest import CONF_DIR, compose_config
+from model_utils import count_macs, count_params
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 RECIPES = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
@@ -162,3 +163,18 @@ def test_trainer_presets(trainer: str, tmp_path: Path) -> None:
     cfg = compose_config("train", [f"trainer={trainer}"], tmp_path)
     assert cfg.trainer.use_distributed_sampler is False
     assert cfg.trainer.max_epochs == 20  # the model's recipe survives any trainer preset
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "gmacs"),
+    [("resnet18", 11_515_688, 1.795), ("resnet50", 25_557_032, 3.858)],
+)
+def test_resnet_recipes_build_the_papers_networks(
+    name: str, params: int, gmacs: float, tmp_path: Path
+) -> None:
+    """ResNet-18 with option A shortcuts (Table 2); ResNet-50 v1, the stride on the first 1×1:
+    Table 1's 3.8 GFLOPs (torchvision's v1.5 has 4.09)."""
+    net = compose_config("train", [f"model={name}"], tmp_path).model.net
+    model = get_model(**net, num_classes=1000)
+    assert count_params(model) == params
+    assert count_macs(model, 224) == pytest.approx(gmacs, abs=5e-4)  # in GMACs

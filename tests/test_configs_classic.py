@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from classicnets.callbacks import FilterRenorm, PolyakAveraging
 from classicnets.data.presets import TRAIN_PRESETS
 from classicnets.models import get_model
+from conftest import compose_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 VGGS = [f"vgg{d}{s}" for d in (11, 13, 16, 19) for s in ("", "_bn")] + ["vgg11_lrn"]
@@ -117,3 +118,20 @@ def test_vgg_initialisation(name: str, configs: dict[str, DictConfig]) -> None:
     net = configs[name].model.net
     assert net.init == ("glorot" if name in ("vgg13", "vgg16", "vgg19") else "paper")
     assert configs[name].model.init_from is None
+
+
+def test_vgg_fixed_scale_and_the_scale_jitter_experiment(tmp_path: Path) -> None:
+    """S = 384 for the single-scale net (a plain override), then the jittered net fine-tuned from
+    it at lr 1e-3 with S ~ U[256, 512] (section 3.1); the experiment needs init_from."""
+    fixed = compose_config("train", ["model=vgg16", "imagenet.train_scale=[384,384]"], tmp_path)
+    assert list(fixed.data.train_scale) == [384, 384]
+    jitter = compose_config("train", ["experiment=vgg16_scale_jitter"], tmp_path)
+    assert list(jitter.data.train_scale) == [256, 512] and jitter.model.optimizer.lr == 1e-3
+    assert jitter.data.test_protocol == "vgg_dense"
+
+
+def test_scale_jitter_experiment_needs_its_starting_checkpoint(tmp_path: Path, train_main) -> None:
+    cfg = compose_config("train", ["experiment=vgg16_scale_jitter"], tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        train_main(cfg)
+    assert stopped.value.code == 2

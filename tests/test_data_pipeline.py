@@ -28,6 +28,7 @@ from classicnets.data.transforms import (
     color_distort,
     color_jitter,
     pca_lighting,
+    pixel_scale,
 )
 
 W, H = 512, 384  # the gradient image: R encodes x, G encodes y
@@ -271,6 +272,8 @@ def test_unknown_names_are_refused() -> None:
         make_train_preset("lenet", input_size=224)
     with pytest.raises(ValueError, match="protocol"):
         make_protocol("five_crop", input_size=224)
+    with pytest.raises(ValueError, match="normalization 'rgb'; choose from"):
+        pixel_scale("rgb")
 
 
 # The evaluation sampler under DDP -------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from classicnets.data.mnist import MNISTDataModule
+from classicnets.safe_load import load_file
 from conftest import CONF_DIR, compose_config
 
 MNIST_MODELS = {"lenet5", "lenet5_modern"}
@@ -74,3 +75,20 @@ def test_mnist_digits_resized_to_the_input_size() -> None:
     assert resized.mean().item() == pytest.approx(images.mean().item(), abs=0.01)
     same, _ = MNISTDataModule().on_after_batch_transfer((images, torch.zeros(2)), 0)
     assert same is images
+
+
+def test_googlenet_tests_its_polyak_average(tmp_path: Path, train_main, eval_main) -> None:
+    """The final model GoogLeNet reports is the Polyak average (section 6): train.py tests it,
+    and the file named in test_checkpoint holds it, apart from the last SGD iterate."""
+    limits = ["trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
+              "trainer.limit_test_batches=1"]  # fmt: skip
+    overrides = ["model=googlenet", "data=mnist", "logger=none", "trainer.max_epochs=1",
+                 "data.batch_size=2", "data.eval_batch_size=2", *limits]  # fmt: skip
+    train_main(compose_config("train", overrides, tmp_path / "train"))
+    trained = json.loads((tmp_path / "train" / "metrics.json").read_text())
+    checkpoint = load_file(trained["test_checkpoint"])
+    average, last = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert any(not torch.equal(average[k], last[k]) for k in average)
+    cfg = compose_config("eval", [f"ckpt_path={trained['test_checkpoint']}", *limits], tmp_path)
+    evaluated = eval_main(cfg)
+    assert evaluated["test/loss"] == pytest.approx(trained["test/loss"], abs=1e-6)
