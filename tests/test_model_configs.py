@@ -18,12 +18,24 @@ MNIST_MODELS = {"lenet5", "lenet5_modern"}
 IMAGENET_MODELS = sorted(
     p.stem for p in CONF_DIR.glob("model/*.yaml") if p.stem not in MNIST_MODELS
 )  # conf/model/_base/ holds the shared parts, not recipes
+# One recipe per family base and training preset runs on the JPEG tree (every recipe runs on the
+# digits below, through the same network, optimizer and schedule; the suite runs on 2 CPU cores).
+ON_JPEGS = ["alexnet", "zfnet", "vgg11_lrn", "googlenet", "googlenet_bn", "resnet18", "resnet50",
+            "preact_resnet18", "resnext50_32x4d", "mobilenet_v1", "mobilenet_v2",
+            "shufflenet_v1_g3", "shufflenet_v2_x0_5"]  # fmt: skip
 # These keep their paper's test protocol; the others test on the centre crop to keep the suite fast
 # (the protocols themselves are covered crop by crop in test_data_pipeline.py).
 PAPER_PROTOCOL = {"alexnet": "ten_crop", "googlenet": "googlenet_144"}
 
 
-@pytest.mark.parametrize("name", IMAGENET_MODELS)
+def test_every_recipe_but_lenet5_selects_imagenet_data(tmp_path: Path) -> None:
+    for name in IMAGENET_MODELS:
+        cfg = compose_config("train", [f"model={name}"], tmp_path)
+        assert cfg.data._target_.endswith("ImageNetDataModule"), name
+        assert cfg.data.input_size == cfg.imagenet.input_size, name
+
+
+@pytest.mark.parametrize("name", ON_JPEGS)
 def test_fast_dev_run_of_the_full_recipe(
     name: str, fake_imagenet: Path, tmp_path: Path, train_main
 ) -> None:
