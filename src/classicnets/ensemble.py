@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -20,8 +21,9 @@ class SoftmaxAverage(nn.Module):
         self.nets = nn.ModuleList(nets)
 
     def forward(self, images: Tensor) -> Tensor:
-        probs = torch.stack([net(images).softmax(dim=-1) for net in self.nets]).mean(dim=0)
-        return probs.clamp_min(1e-12).log()
+        # In log space: no probability underflows to a tie, and one member keeps its ranking.
+        log_probs = torch.stack([net(images).log_softmax(dim=-1) for net in self.nets])
+        return log_probs.logsumexp(dim=0) - math.log(len(self.nets))
 
 
 def ensemble_of(members: Sequence[ClassificationModule]) -> ClassificationModule:
