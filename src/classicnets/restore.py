@@ -4,8 +4,11 @@ way its test images were fed to it. Shared by eval, predict, export and the stud
 from __future__ import annotations
 
 import io
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -116,3 +119,12 @@ def network_input(datamodule: LightningDataModule, pixels: Tensor) -> Tensor:
     if isinstance(datamodule, ImageNetDataModule):
         return datamodule.device_augment(pixels, train=False)
     return to_lenet_input(pixels)
+
+
+def script_run_dir(task: str) -> Path:
+    """A fresh run directory for a study script, laid out as Hydra lays out the commands':
+    ``<CLASSICNETS_ROOT or .>/logs/<task>/runs/<date>_<time>``."""
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    run_dir = Path(os.environ.get("CLASSICNETS_ROOT", ".")) / "logs" / task / "runs" / stamp
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir

@@ -1,0 +1,68 @@
+"""The study scripts: first-layer filters (AlexNet Figure 3), nearest neighbours in feature space
+(Figure 4), and the filters callback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import ndimage
+
+from classicnets.filters import GAP, colour_specificity, kernel_grid
+from classicnets.models import get_model
+from conftest import compose_config
+from run_helpers import TINY
+from study_helpers import imagenet_checkpoint, load_script
+
+
+def patches(png: Path) -> tuple[int, int]:
+    """(patches, blocks) of a kernel grid: regions apart from the background, and the groups of
+    rows of them (blocks are separated by more than one background row)."""
+    pixels = np.asarray(Image.open(png).convert("RGB"))
+    foreground = (pixels != GAP).any(axis=-1)
+    _, count = ndimage.label(foreground)
+    gaps, n_gaps = ndimage.label(~foreground.any(axis=1))  # runs of background rows
+    wide = np.bincount(gaps.ravel(), minlength=n_gaps + 1)[1:] > 1
+    return count, int(wide.sum()) + 1
+
+
+def test_alexnet_filters_are_one_patch_per_kernel_in_two_gpu_blocks(
+    fake_imagenet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt = imagenet_checkpoint(tmp_path / "alexnet.ckpt", fake_imagenet, model="alexnet")
+    out = tmp_path / "filters.png"
+    assert load_script("filters").main([str(ckpt), "--layer", "conv1", "--out", str(out)]) == 0
+    assert patches(out) == (96, 2)  # 2 × 48, as Figure 3 prints them
+    printed = capsys.readouterr().out
+    assert "96 kernels of 11×11×3, in 2 group(s)" in printed and "group 2 (GPU 2)" in printed
+
+
+def test_zfnet_layer_one_is_one_block_of_96_patches(tmp_path: Path) -> None:
+    conv1 = get_model("zfnet", num_classes=10).features.conv1
+    out = tmp_path / "zfnet.png"
+    Image.fromarray(kernel_grid(conv1.weight, groups=1)).save(out)
+    assert patches(out) == (96, 1)
+
+
+def test_colour_specificity_is_zero_for_grey_kernels_and_high_for_one_colour() -> None:
+    torch.manual_seed(0)
+    pattern = torch.randn(4, 1, 5, 5)
+    grey = pattern.expand(-1, 3, -1, -1)
+    red_only = torch.cat([pattern, torch.zeros(4, 2, 5, 5)], dim=1)
+    assert colour_specificity(grey).abs().max() < 1e-6
+    torch.testing.assert_close(colour_specificity(red_only), torch.full((4,), 2 / 3))
+
+
+def test_filter_callback_saves_a_grid_every_n_epochs(tmp_path: Path, train_main) -> None:
+    overrides = [
+        *TINY, "logger=none", "trainer.max_epochs=2", "trainer.limit_train_batches=2",
+        "+callbacks.filters._target_=classicnets.callbacks.FilterGrid",
+        "+callbacks.filters.every_n_epochs=1",
+    ]  # fmt: skip
+    train_main(compose_config("train", overrides, tmp_path))
+    saved = sorted(p.name for p in (tmp_path / "filters").iterdir())
+    assert saved == ["epoch001.png", "epoch002.png"]
+    assert patches(tmp_path / "filters" / "epoch001.png") == (6, 1)  # LeNet-5's C1: 6 kernels
