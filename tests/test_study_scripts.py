@@ -13,6 +13,9 @@ from scipy import ndimage
 
 from classicnets.filters import GAP, colour_specificity, kernel_grid
 from classicnets.models import get_model
+from classicnets.neighbours import extract_features, nearest
+from classicnets.restore import checkpoint_data_config, restore_datamodule, restore_model
+from classicnets.safe_load import load_file
 from conftest import compose_config
 from run_helpers import TINY
 from study_helpers import imagenet_checkpoint, load_script
@@ -66,3 +69,35 @@ def test_filter_callback_saves_a_grid_every_n_epochs(tmp_path: Path, train_main)
     saved = sorted(p.name for p in (tmp_path / "filters").iterdir())
     assert saved == ["epoch001.png", "epoch002.png"]
     assert patches(tmp_path / "filters" / "epoch001.png") == (6, 1)  # LeNet-5's C1: 6 kernels
+
+
+def test_a_training_image_is_its_own_nearest_neighbour_at_distance_zero(
+    fake_imagenet: Path, tmp_path: Path
+) -> None:
+    ckpt = load_file(imagenet_checkpoint(tmp_path / "r18.ckpt", fake_imagenet))
+    datamodule = restore_datamodule(checkpoint_data_config(ckpt), ckpt)
+    net = restore_model(ckpt).net
+    bank = extract_features(net, datamodule, "train", tmp_path / "f.npy", batch_size=3)
+    assert bank.shape == (8, 512)  # 4 classes × 2 images, ResNet-18's pooled features
+    queries = torch.from_numpy(np.array(bank[[5, 2]]))
+    distances, indices = nearest(queries, bank, k=3, chunk=3)  # chunks smaller than the bank
+    assert indices[:, 0].tolist() == [5, 2] and distances[:, 0].tolist() == [0.0, 0.0]
+    assert (distances[:, 1:] > 0).all() and (distances.diff(dim=1) >= 0).all()
+    full = torch.cdist(queries, torch.from_numpy(np.array(bank)))
+    torch.testing.assert_close(distances, full.sort(dim=1).values[:, :3])
+
+
+def test_neighbours_script_draws_queries_bars_and_neighbours(
+    fake_imagenet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    ckpt = imagenet_checkpoint(tmp_path / "r18.ckpt", fake_imagenet)
+    monkeypatch.setenv("CLASSICNETS_ROOT", str(tmp_path))
+    script = load_script("neighbours")
+    args = [str(ckpt), "--root", str(fake_imagenet), "--queries", "2", "--k", "3"]
+    assert script.main(args) == 0
+    first = capsys.readouterr().out
+    assert "extracted 8 × 512 training features" in first
+    png = next((tmp_path / "logs" / "neighbours" / "runs").glob("*/neighbours.png"))
+    assert Image.open(png).size[0] > 400
+    assert script.main(args) == 0  # the second run reuses the features
+    assert "reusing the training features" in capsys.readouterr().out
