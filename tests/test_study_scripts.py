@@ -101,3 +101,18 @@ def test_neighbours_script_draws_queries_bars_and_neighbours(
     assert Image.open(png).size[0] > 400
     assert script.main(args) == 0  # the second run reuses the features
     assert "reusing the training features" in capsys.readouterr().out
+
+
+def test_complexity_chart_plots_paper_figures_and_our_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_report import fake_run
+
+    fake_run(tmp_path / "runs" / "0", ["model=resnet18", "data.root=/nowhere"], (0.70, 0.89))
+    table = load_script("model_table")
+    assert table._our_top1_errors([tmp_path / "runs"]) == pytest.approx({"resnet18": 30.0})
+    png = tmp_path / "chart.png"
+    args = ["--plot", str(png), "--all", "resnet1*", "--runs", str(tmp_path / "runs")]
+    assert table.main(args) == 0
+    assert Image.open(png).size == (900, 585)  # 10 × 6.5 inches at 90 dpi
+    assert f"chart written to {png}" in capsys.readouterr().out
