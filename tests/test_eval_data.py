@@ -16,13 +16,13 @@ def test_data_overrides_delete_add_and_interpolate_on_the_checkpoints_data(
     checkpoint = load_file(lenet_checkpoint(tmp_path / "a.ckpt"))
     overrides = [
         "ckpt_path=x",
-        "~data.eval_batch_size",
+        "~data.num_workers",
         "data.root=${paths.data_dir}/elsewhere",
-        "data.val_size=[100]",
+        "+data.val_size=[100]",  # a key of the checkpoint's MNIST data, not of the default
     ]
     cfg = compose_config("eval", overrides, tmp_path / "run")
     data = eval_data_config(cfg, checkpoint)
-    assert "eval_batch_size" not in data
+    assert "num_workers" not in data
     assert data.root == f"{cfg.paths.data_dir}/elsewhere"
     assert list(data.val_size) == [100]  # typed as Hydra types it
     assert data.test_size == 500  # the rest is the checkpoint's

@@ -31,7 +31,7 @@ def test_predictions_match_eval_top1_on_the_same_images_under_ten_crops(
     fake_imagenet: Path, tmp_path: Path, predict_main, eval_main
 ) -> None:
     ckpt = imagenet_checkpoint(tmp_path / "r18.ckpt", fake_imagenet)
-    protocol = "+data.test_protocol=ten_crop"
+    protocol = "data.test_protocol=ten_crop"
     cfg = compose_config("eval", [f"ckpt_path={ckpt}", protocol, "validate=false"], tmp_path / "e")
     accuracy = eval_main(cfg)["test/ten_crop/acc_top1"]
     overrides = [f"ckpt_path={ckpt}", f"inputs={fake_imagenet / 'val'}", protocol, "top_k=3"]
