@@ -196,18 +196,18 @@ def eval_data_config(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> DictConf
     if any(o.key_or_group == "data" for o in overrides) or CONFIG_KEY not in checkpoint:
         return cfg.data
     # The checkpoint's data beside this command's other nodes (paths), for the interpolations.
-    context = OmegaConf.merge(
-        {k: v for k, v in cfg.items() if k != "data"}, {"data": checkpoint[CONFIG_KEY]["data"]}
-    )
-    for override in overrides:
-        key = override.key_or_group
-        if not key.startswith("data."):
-            continue
-        parent, _, leaf = key.rpartition(".")
-        if override.is_delete():
-            node = OmegaConf.select(context, parent)
-            if isinstance(node, DictConfig) and leaf in node:
-                node.pop(leaf)
-        else:
-            OmegaConf.update(context, key, override.value(), merge=False, force_add=True)
+    context = cfg.copy()
+    with open_dict(context):
+        context.data = checkpoint[CONFIG_KEY]["data"]
+        for override in overrides:
+            key = override.key_or_group
+            if not key.startswith("data."):
+                continue
+            parent, _, leaf = key.rpartition(".")
+            if override.is_delete():
+                node = OmegaConf.select(context, parent)
+                if isinstance(node, DictConfig) and leaf in node:
+                    node.pop(leaf)
+            else:
+                OmegaConf.update(context, key, override.value(), merge=False, force_add=True)
     return OmegaConf.create(OmegaConf.to_container(context.data, resolve=True))

@@ -22,6 +22,7 @@ from classicnets.data.common import ClassMismatchError
 from classicnets.data.decode import EncodedImage
 from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.mnist import to_lenet_input
+from classicnets.errors import UserInputError
 from classicnets.module import ClassificationModule
 from classicnets.pipeline import CONFIG_KEY
 
@@ -40,9 +41,9 @@ def restore_model(checkpoint: Mapping[str, Any]) -> ClassificationModule:
 def checkpoint_data_config(checkpoint: Mapping[str, Any], **changes: Any) -> DictConfig:
     """The training run's data config (resolved when it was saved) with ``changes`` on top."""
     if CONFIG_KEY not in checkpoint:
-        raise ClassMismatchError(
+        raise UserInputError(
             "the checkpoint carries no run config (it was not written by src/train.py), so its "
-            "data is unknown; evaluate it with src/eval.py data=NAME"
+            "data is unknown; use a checkpoint from a run's checkpoints/ folder"
         )
     return OmegaConf.merge(checkpoint[CONFIG_KEY]["data"], changes)
 
