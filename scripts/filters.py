@@ -19,8 +19,8 @@ from PIL import Image
 
 from classicnets.errors import USER_ERRORS
 from classicnets.filters import find_conv, group_specificity, kernel_grid, reading_groups
-from classicnets.pipeline import load_checkpoint
 from classicnets.restore import restore_model, script_run_dir
+from classicnets.run.checkpoints import load_checkpoint
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,13 +33,13 @@ from classicnets.neighbours import (
     nearest,
     split_items,
 )
-from classicnets.pipeline import load_checkpoint
 from classicnets.restore import (
     checkpoint_data_config,
     class_names,
     restore_datamodule,
     restore_model,
 )
+from classicnets.run.checkpoints import load_checkpoint
 
 THUMB = 96  # pixels per picture in the figure
 

@@ -13,33 +13,36 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import hydra
+import lightning as L
 from lightning import LightningDataModule, Trainer
 from omegaconf import DictConfig, ListConfig
 
-from classicnets import pipeline, restore
+from classicnets import restore
 from classicnets.ensemble import ensemble_of
 from classicnets.errors import exit_on_user_error
 from classicnets.module import ClassificationModule
+from classicnets.run import checkpoints, loggers, report, setup
+from classicnets.run.evaluation import eval_data_config
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 @exit_on_user_error
 def main(cfg: DictConfig) -> dict[str, float]:
     """Validate and test ``cfg.ckpt_path``; writes metrics.json in this run's directory."""
-    pipeline.route_lightning_logs()
-    run_dir = pipeline.output_dir()
-    pipeline.seed_everything(cfg.seed)
+    setup.route_lightning_logs()
+    run_dir = setup.output_dir()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     is_ensemble = isinstance(cfg.ckpt_path, ListConfig)
     paths = [str(p) for p in cfg.ckpt_path] if is_ensemble else [str(cfg.ckpt_path)]
-    checkpoints = [pipeline.load_checkpoint(path) for path in paths]
-    restore.check_same_classes(paths, checkpoints)
-    data_cfg = pipeline.eval_data_config(cfg, checkpoints[0])
-    datamodule = restore.restore_datamodule(data_cfg, checkpoints[0])
-    members = [restore.restore_model(checkpoint) for checkpoint in checkpoints]
-    del checkpoints  # the weights now live in the members
-    loggers = pipeline.instantiate_loggers(cfg.get("logger"), run_dir)
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False)
+    loaded = [checkpoints.load_checkpoint(path) for path in paths]
+    restore.check_same_classes(paths, loaded)
+    data_cfg = eval_data_config(cfg, loaded[0])
+    datamodule = restore.restore_datamodule(data_cfg, loaded[0])
+    members = [restore.restore_model(checkpoint) for checkpoint in loaded]
+    del loaded  # the weights now live in the members
+    run_loggers = loggers.instantiate_loggers(cfg.get("logger"), run_dir)
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=run_loggers or False)
 
     metrics: dict[str, float] = {}
     try:
@@ -52,10 +55,10 @@ def main(cfg: DictConfig) -> dict[str, float]:
             found = evaluate(trainer, ensemble_of(members), datamodule, cfg.validate)
             metrics.update(prefixed(found, "ensemble/"))
     finally:
-        pipeline.finish_loggers(loggers)
+        loggers.finish_loggers(run_loggers)
 
-    metrics = pipeline.scalar_metrics(metrics)
-    pipeline.report_metrics(metrics, run_dir, {"checkpoint": paths if is_ensemble else paths[0]})
+    metrics = report.scalar_metrics(metrics)
+    report.report_metrics(metrics, run_dir, {"checkpoint": paths if is_ensemble else paths[0]})
     return metrics
 
 
@@ -67,7 +70,7 @@ def evaluate(
     if validate:
         metrics.update(trainer.validate(model, datamodule=datamodule)[0])
     metrics.update(trainer.test(model, datamodule=datamodule)[0])
-    return pipeline.scalar_metrics(metrics)
+    return report.scalar_metrics(metrics)
 
 
 def prefixed(metrics: Mapping[str, float], prefix: str) -> dict[str, float]:

@@ -12,10 +12,11 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from classicnets import pipeline, restore
+from classicnets import restore
 from classicnets.errors import UserInputError, exit_on_user_error
 from classicnets.models import model_info
 from classicnets.onnx_export import export_onnx, onnx_difference
+from classicnets.run import checkpoints, setup
 
 FORMATS = ("onnx",)
 
@@ -26,13 +27,13 @@ def main(cfg: DictConfig) -> float:
     """Export ``cfg.ckpt_path``; returns the largest logit difference."""
     if cfg.format not in FORMATS:
         raise UserInputError(f"format={cfg.format} is not supported; choose one of {FORMATS}")
-    run_dir = pipeline.output_dir()
-    pipeline.seed_everything(cfg.seed)
-    checkpoint = pipeline.load_checkpoint(cfg.ckpt_path)
+    run_dir = setup.output_dir()
+    torch.manual_seed(cfg.seed)  # the check's random batch
+    checkpoint = checkpoints.load_checkpoint(cfg.ckpt_path)
     model = restore.restore_model(checkpoint)
     hparams = model.hparams
     # The crop the network was trained on: the data's, else the paper's (LeNet-5: 32×32).
-    data = checkpoint.get(pipeline.CONFIG_KEY, {}).get("data", {})
+    data = checkpoint.get(checkpoints.CONFIG_KEY, {}).get("data", {})
     size = data.get("input_size") or model_info(hparams.net["name"]).input_size
     shape = (hparams.in_channels, size, size)
 

@@ -18,9 +18,11 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 from rich.console import Console
 
-from classicnets import pipeline, restore
+from classicnets import restore
 from classicnets.errors import exit_on_user_error
 from classicnets.prediction import list_images, predict_files, print_table, write_csv
+from classicnets.run import checkpoints, loggers, setup
+from classicnets.run.evaluation import eval_data_config
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +31,10 @@ log = logging.getLogger(__name__)
 @exit_on_user_error
 def main(cfg: DictConfig) -> list:
     """Predict ``cfg.inputs`` with ``cfg.ckpt_path``; returns the rows of predictions.csv."""
-    run_dir = pipeline.output_dir()
+    run_dir = setup.output_dir()
     files = list_images(cfg.inputs)
-    checkpoint = pipeline.load_checkpoint(cfg.ckpt_path)
-    datamodule = restore.restore_datamodule(pipeline.eval_data_config(cfg, checkpoint), checkpoint)
+    checkpoint = checkpoints.load_checkpoint(cfg.ckpt_path)
+    datamodule = restore.restore_datamodule(eval_data_config(cfg, checkpoint), checkpoint)
     device = cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     model = restore.restore_model(checkpoint).to(device)
     del checkpoint
@@ -51,15 +53,15 @@ def main(cfg: DictConfig) -> list:
 
 def log_to_wandb(cfg: DictConfig, run_dir: Path, rows: list) -> None:
     """Each image with its top-1 class and probability as caption, when W&B is the logger."""
-    loggers = pipeline.instantiate_loggers(cfg.get("logger"), run_dir)
+    run_loggers = loggers.instantiate_loggers(cfg.get("logger"), run_dir)
     try:
-        for logger in loggers:
+        for logger in run_loggers:
             if isinstance(logger, WandbLogger):
                 top1 = [row for row in rows if row.rank == 1]
                 captions = [f"{row.name} ({row.probability:.2f})" for row in top1]
                 logger.log_image("predictions", [row.file for row in top1], caption=captions)
     finally:
-        pipeline.finish_loggers(loggers)
+        loggers.finish_loggers(run_loggers)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ from types import ModuleType
 
 import hydra
 import torch
+from omegaconf import OmegaConf
 
-from classicnets.pipeline import CONFIG_KEY, resolved
+from classicnets.run.checkpoints import CONFIG_KEY
 from conftest import REPO, compose_config
 
 # Small crops keep these checkpoints' forward passes at milliseconds on 2 cores.
@@ -34,7 +35,7 @@ def write_checkpoint(path: Path, overrides: list[str], run_dir: Path, seed: int 
     checkpoint = {
         "state_dict": model.state_dict(),
         "hyper_parameters": dict(model.hparams),
-        CONFIG_KEY: resolved(cfg),
+        CONFIG_KEY: OmegaConf.to_container(cfg, resolve=True),
         type(datamodule).__qualname__: datamodule.state_dict(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.mnist import to_lenet_input
 from classicnets.errors import UserInputError
 from classicnets.module import ClassificationModule
-from classicnets.pipeline import CONFIG_KEY
+from classicnets.run.checkpoints import CONFIG_KEY
 
 WNID = re.compile(r"^n\d{8}$")
 ILSVRC_CLASSES = 1000
