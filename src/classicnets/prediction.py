@@ -15,7 +15,13 @@ from rich.table import Table
 
 from classicnets.data.folder import DECODE_ERRORS, is_image_file
 from classicnets.module import ClassificationModule
-from classicnets.restore import class_folders, class_names, image_loader, network_input
+from classicnets.restore import (
+    class_folders,
+    class_names,
+    image_loader,
+    network_input,
+    takes_whole_images,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +71,7 @@ def predict_files(
         if not batch_files:
             continue
         with torch.no_grad():
-            images = network_input(datamodule, pixels.to(device))
+            images = network_input(datamodule, pixels, str(device))
             probs = model(images).softmax(dim=-1)  # multi-crop: softmax averaged over the crops
         values, indices = probs.topk(top_k, dim=-1)
         for file, ps, ks in zip(batch_files, values.tolist(), indices.tolist(), strict=True):
@@ -76,9 +82,11 @@ def predict_files(
 
 def _decoded_batches(
     datamodule: LightningDataModule, files: Sequence[Path], batch_size: int
-) -> Iterator[tuple[list[Path], torch.Tensor, list[Path]]]:
+) -> Iterator[tuple[list[Path], torch.Tensor | list, list[Path]]]:
     """(files, their stacked pixels, the files of this batch that did not decode)."""
     load = image_loader(datamodule)
+    whole = takes_whole_images(datamodule)  # groups of views of any size: one image at a time
+    batch_size = 1 if whole else batch_size
     for start in range(0, len(files), batch_size):
         kept, pixels, bad = [], [], []
         for file in files[start : start + batch_size]:
@@ -88,7 +96,10 @@ def _decoded_batches(
             except DECODE_ERRORS as error:
                 log.warning("skipping undecodable image %s: %s", file, error)
                 bad.append(file)
-        yield kept, torch.stack(pixels) if pixels else torch.empty(0), bad
+        if whole:
+            yield kept, pixels[0] if pixels else [], bad
+        else:
+            yield kept, torch.stack(pixels) if pixels else torch.empty(0), bad
 
 
 def write_csv(rows: Sequence[Prediction], path: Path) -> None:

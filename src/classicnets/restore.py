@@ -115,8 +115,20 @@ def _mnist_pixels(data: bytes) -> Tensor:
     return torch.frombuffer(bytearray(grey.tobytes()), dtype=torch.uint8).view(28, 28)
 
 
-def network_input(datamodule: LightningDataModule, pixels: Tensor) -> Tensor:
-    """A batch of :func:`image_loader` outputs → the network's float input."""
+def takes_whole_images(datamodule: LightningDataModule) -> bool:
+    """Whether the test protocol feeds whole images (groups of views, one image per batch)."""
+    transforms = getattr(datamodule, "transforms", {})
+    return bool(getattr(transforms.get("test"), "whole_image", False))
+
+
+def network_input(
+    datamodule: LightningDataModule, pixels: Tensor | list[list[Tensor]], device: str
+) -> Tensor | list[list[Tensor]]:
+    """A batch of :func:`image_loader` outputs (or one image's groups of views, for a
+    whole-image protocol) → the network's float input on ``device``."""
+    if isinstance(pixels, list):
+        return [[network_input(datamodule, view, device) for view in group] for group in pixels]
+    pixels = pixels.to(device)
     if isinstance(datamodule, ImageNetDataModule):
         return datamodule.device_augment(pixels, train=False)
     return to_lenet_input(pixels)
