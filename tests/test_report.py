@@ -25,8 +25,8 @@ def fake_run(directory: Path, overrides: list[str], accuracy: tuple[float, float
     OmegaConf.save(cfg, directory / ".hydra" / "config.yaml")
     if accuracy is not None:
         top1, top5 = accuracy
-        seed = cfg.seed
-        metrics = {"test/ten_crop/acc_top1": top1, "test/ten_crop/acc_top5": top5, "seed": seed}
+        prefix = f"test/{cfg.data.test_protocol}"
+        metrics = {f"{prefix}/acc_top1": top1, f"{prefix}/acc_top5": top5, "seed": cfg.seed}
         (directory / "metrics.json").write_text(json.dumps(metrics))
 
 
@@ -59,3 +59,27 @@ def test_no_runs_is_one_error_line(
 ) -> None:
     assert report.main([str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("error: no training runs")
+
+
+def test_an_eval_of_a_checkpoint_under_another_protocol_is_a_row_of_its_own(
+    tmp_path: Path, report: ModuleType
+) -> None:
+    train_dir = tmp_path / "train" / "runs" / "a"
+    trained = ["model=resnet50", "data.root=/nowhere", "data.test_protocol=center_crop", "seed=7"]
+    fake_run(train_dir, trained, (0.75, 0.92))
+    ckpt = train_dir / "checkpoints" / "best.ckpt"
+    eval_dir = tmp_path / "eval" / "runs" / "b"
+    cfg = compose_config("eval", [f"ckpt_path={ckpt}"], eval_dir)
+    (eval_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, eval_dir / ".hydra" / "config.yaml")
+    metrics = {
+        "test/ten_crop/acc_top1": 0.77,
+        "test/ten_crop/acc_top5": 0.93,
+        "checkpoint": str(ckpt),
+    }
+    (eval_dir / "metrics.json").write_text(json.dumps(metrics))
+    rows = {r["protocol"]: r for r in report.report_rows(report.find_runs([tmp_path]))}
+    assert rows["ten_crop"]["model"] == "resnet50" and rows["ten_crop"]["seeds"] == "7"
+    assert rows["ten_crop"]["top-1 err %"] == "23.00" and rows["ten_crop"]["paper top-1"] == "22.85"
+    assert rows["ten_crop"]["Δ top-1"] == "+0.15"
+    assert rows["center_crop"]["top-1 err %"] == "25.00"  # the training run's own test
