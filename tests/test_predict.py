@@ -27,14 +27,19 @@ def read_rows(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_predictions_match_eval_top1_on_the_same_images_under_ten_crops(
-    fake_imagenet: Path, tmp_path: Path, predict_main, eval_main
+# AlexNet's 10 crops, and a whole-image protocol (ResNet's multi-scale, at small scales here).
+PROTOCOLS = {"ten_crop": [], "resnet_multi_scale": ["data.test_scales=[64,96]"]}
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_predictions_match_eval_top1_on_the_same_images(
+    protocol: str, fake_imagenet: Path, tmp_path: Path, predict_main, eval_main
 ) -> None:
     ckpt = imagenet_checkpoint(tmp_path / "r18.ckpt", fake_imagenet)
-    protocol = "data.test_protocol=ten_crop"
-    cfg = compose_config("eval", [f"ckpt_path={ckpt}", protocol, "validate=false"], tmp_path / "e")
-    accuracy = eval_main(cfg)["test/ten_crop/acc_top1"]
-    overrides = [f"ckpt_path={ckpt}", f"inputs={fake_imagenet / 'val'}", protocol, "top_k=3"]
+    chosen = [f"data.test_protocol={protocol}", *PROTOCOLS[protocol]]
+    cfg = compose_config("eval", [f"ckpt_path={ckpt}", *chosen, "validate=false"], tmp_path / "e")
+    accuracy = eval_main(cfg)[f"test/{protocol}/acc_top1"]
+    overrides = [f"ckpt_path={ckpt}", f"inputs={fake_imagenet / 'val'}", *chosen, "top_k=3"]
     rows = predict_main(compose_config("predict", overrides, tmp_path / "p"))
     top1 = [row for row in rows if row.rank == 1]
     hits = [Path(row.file).parent.name == row.folder for row in top1]
@@ -44,7 +49,8 @@ def test_predictions_match_eval_top1_on_the_same_images_under_ten_crops(
     assert all(row.name == f"fake class {row.class_index}" for row in rows)
     for i in range(0, len(rows), 3):
         probabilities = [row.probability for row in rows[i : i + 3]]
-        assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert sum(probabilities) <= 1 + 1e-6
     assert len(read_rows(tmp_path / "p")) == 24
 
 
