@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lightning import LightningDataModule
 from PIL import Image
 
-from classicnets.data.mnist import BACKGROUND, FOREGROUND
+from classicnets.data.mnist import BACKGROUND, FOREGROUND, MNISTDataModule
 from classicnets.errors import USER_ERRORS
 from classicnets.neighbours import (
     CHUNK,
@@ -53,9 +54,9 @@ def run_dir_for(ckpt: str, root: str | None, layer: str | None) -> Path:
     return base / "logs" / "neighbours" / "runs" / f"{Path(ckpt).stem}-{digest}"
 
 
-def thumbnail(datamodule, split: str, item: str, row: int) -> np.ndarray:
+def thumbnail(datamodule: LightningDataModule, split: str, item: str, row: int) -> np.ndarray:
     """The picture of one item: the file's centre square, or the digit."""
-    if hasattr(datamodule, "splits") and isinstance(datamodule.splits, dict) and " digit " in item:
+    if isinstance(datamodule, MNISTDataModule):
         digit = datamodule.splits[split].tensors[0][row, 0]
         grey = ((digit - BACKGROUND) / (FOREGROUND - BACKGROUND)).clamp(0, 1)
         return np.repeat((255 * (1 - grey)).byte().numpy()[..., None], 3, axis=-1)
