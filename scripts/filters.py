@@ -19,7 +19,7 @@ from PIL import Image
 
 from classicnets.errors import USER_ERRORS
 from classicnets.filters import find_conv, group_specificity, kernel_grid, reading_groups
-from classicnets.restore import restore_model, script_run_dir
+from classicnets.restore import log_image_to_wandb, restore_model, script_run_dir
 from classicnets.run.checkpoints import load_checkpoint
 
 
@@ -28,6 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("ckpt", help="a checkpoint written by src/train.py")
     parser.add_argument("--layer", help="the convolution to draw (default: the first)")
     parser.add_argument("--out", type=Path, help="the PNG (default: a run directory of its own)")
+    parser.add_argument("--wandb", action="store_true", help="also log the figure to W&B")
     args = parser.parse_args(argv)
     try:
         net = restore_model(load_checkpoint(args.ckpt)).net
@@ -39,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or script_run_dir("filters") / f"filters_{name.replace('.', '_')}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(kernel_grid(conv.weight, groups)).save(out)
+    if args.wandb:
+        log_image_to_wandb(out, f"filters/{name}", out.parent)
     size = "×".join(map(str, conv.weight.shape[1:][::-1]))
     print(f"{name}: {conv.out_channels} kernels of {size}, in {groups} group(s); drawn to {out}")
     for i, score in enumerate(group_specificity(conv.weight, groups), start=1):

@@ -37,6 +37,7 @@ from classicnets.neighbours import (
 from classicnets.restore import (
     checkpoint_data_config,
     class_names,
+    log_image_to_wandb,
     restore_datamodule,
     restore_model,
 )
@@ -122,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=6, help="neighbours per query (Figure 4: 6)")
     parser.add_argument("--layer", help="feature layer (default: the last hidden, e.g. fc7)")
     parser.add_argument("--out", type=Path, help="the PNG (default: in the run directory)")
+    parser.add_argument("--wandb", action="store_true", help="also log the figure to W&B")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=0, help="data loader processes")
     parser.add_argument("--benchmark", type=int, metavar="N", help="time a search over N rows")
@@ -184,6 +186,8 @@ def study(args: argparse.Namespace) -> int:
     out = args.out or run_dir / "neighbours.png"
     draw(figure_rows, args.k, out)
     print(f"figure written to {out}")
+    if args.wandb:
+        log_image_to_wandb(out, "neighbours", run_dir)
     return 0
 
 

@@ -18,7 +18,7 @@ from classicnets.restore import checkpoint_data_config, restore_datamodule, rest
 from classicnets.safe_load import load_file
 from conftest import compose_config
 from run_helpers import TINY
-from study_helpers import imagenet_checkpoint, load_script
+from study_helpers import imagenet_checkpoint, lenet_checkpoint, load_script
 
 
 def patches(png: Path) -> tuple[int, int]:
@@ -116,3 +116,12 @@ def test_complexity_chart_plots_paper_figures_and_our_runs(
     assert table.main(args) == 0
     assert Image.open(png).size == (900, 585)  # 10 × 6.5 inches at 90 dpi
     assert f"chart written to {png}" in capsys.readouterr().out
+
+
+def test_filters_go_to_wandb_offline_when_asked(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    ckpt = lenet_checkpoint(tmp_path / "lenet.ckpt")
+    out = tmp_path / "run" / "filters.png"
+    assert load_script("filters").main([str(ckpt), "--out", str(out), "--wandb"]) == 0
+    assert patches(out) == (6, 1)
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))

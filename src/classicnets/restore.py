@@ -25,6 +25,7 @@ from classicnets.data.mnist import to_lenet_input
 from classicnets.errors import UserInputError
 from classicnets.module import ClassificationModule
 from classicnets.run.checkpoints import CONFIG_KEY
+from classicnets.run.loggers import configure_wandb, finish_loggers
 
 WNID = re.compile(r"^n\d{8}$")
 ILSVRC_CLASSES = 1000
@@ -141,3 +142,15 @@ def script_run_dir(task: str) -> Path:
     run_dir = Path(os.environ.get("CLASSICNETS_ROOT", ".")) / "logs" / task / "runs" / stamp
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def log_image_to_wandb(png: Path, key: str, run_dir: Path) -> None:
+    """Log one figure of a study script as a W&B run of its own (offline when W&B cannot be
+    reached, as the commands' logger does; ``wandb sync`` uploads it later)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    node = configure_wandb(OmegaConf.create({"offline": False}), run_dir)
+    logger = WandbLogger(project="classicnets", name=key, job_type=key, save_dir=str(run_dir),
+                         offline=bool(node.offline))  # fmt: skip
+    logger.log_image(key, [str(png)])
+    finish_loggers([logger])
