@@ -6,6 +6,8 @@ line per registered network against its paper's figures.
     python scripts/model_table.py --name googlenet         # a registry name, paper input size
     python scripts/model_table.py --all                    # every registered network
     python scripts/model_table.py --all "vgg*"             # those matching a wildcard
+    python scripts/model_table.py --plot chart.png         # accuracy against multiply-adds
+    python scripts/model_table.py --plot chart.png --runs logs/train   # ours beside the papers'
 
 Networks are built on the meta device, so nothing is initialised or computed: the table of VGG-19
 takes a second. MACs are FlopCounterMode's FLOPs / 2 (convolutions and matrix products) for one
@@ -28,6 +30,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from classicnets.models import get_model, list_models, model_info
+from classicnets.paper_results import headline
+from classicnets.run_results import find_runs
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -144,6 +148,50 @@ def print_all(console: Console, pattern: str = "*") -> None:
     console.print(table)
 
 
+def plot_complexity(out: Path, run_folders: Sequence[Path] = (), pattern: str = "*") -> list[str]:
+    """The course's chart: top-1 accuracy against multiply-adds, bubble area = parameters; the
+    papers' single-crop figures (classicnets.paper_results) filled, ours (mean over the runs
+    under ``run_folders``) hollow beside them. Returns the models without a paper top-1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ours = _our_top1_errors(run_folders)
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    missing = []
+    for name in list_models(pattern):
+        paper = headline(name)
+        if paper is None or paper.top1 is None or paper.protocol == "mnist":
+            missing.append(name)
+            continue
+        rows, macs = layer_rows(build(name), model_info(name).input_size)
+        params = sum(r.params for r in rows)
+        size = params / 1e6 * 6  # points²: 6 per million parameters
+        ax.scatter(macs / 1e9, 100 - paper.top1, s=size, alpha=0.45)
+        ax.annotate(name, (macs / 1e9, 100 - paper.top1), fontsize=7, ha="center", va="bottom")
+        if name in ours:
+            ax.scatter(macs / 1e9, 100 - ours[name], s=size, facecolors="none", edgecolors="k")
+    ax.set_xscale("log")
+    ax.set_xlabel("multiply-adds per image (G, log scale, at the paper's input size)")
+    ax.set_ylabel("top-1 accuracy (%), ImageNet val")
+    ax.set_title("Accuracy against compute; bubble area ∝ parameters (filled: paper, hollow: ours)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return missing
+
+
+def _our_top1_errors(folders: Sequence[Path]) -> dict[str, float]:
+    """Our mean top-1 error per model over the finished runs under ``folders``."""
+    errors: dict[str, list[float]] = {}
+    for run in find_runs(list(folders)):
+        if run.top1_error is not None and run.protocol != "mnist":
+            errors.setdefault(run.model, []).append(run.top1_error)
+    return {name: sum(e) / len(e) for name, e in errors.items()}
+
+
 def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -156,9 +204,6 @@ def from_config(overrides: Sequence[str]) -> tuple[nn.Module, str, int]:
         cfg = compose("train", overrides=list(overrides))
     net = dict(cfg.model.net)
     name = net.pop("name")
-    for key in ("num_classes", "in_channels"):  # a data config may fix them
-        if key in cfg.data:
-            net[key] = cfg.data[key]
     size = cfg.data.get("input_size") or model_info(name).input_size
     return build(name, **net), name, int(size)
 
@@ -172,10 +217,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--all", nargs="?", const="*", metavar="PATTERN",
         help="one line per registered network (matching the wildcard PATTERN)",
     )  # fmt: skip
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="draw the complexity chart")
+    parser.add_argument("--runs", type=Path, nargs="*", default=[], help="our runs, for --plot")
     args = parser.parse_args(argv)
     # Wide enough for the table when the output is a pipe or a file (rich assumes 80 columns).
     console = Console(width=None if sys.stdout.isatty() else 140)
 
+    if args.plot:
+        missing = plot_complexity(args.plot, args.runs, args.all or "*")
+        console.print(f"chart written to {args.plot}; no paper top-1 for: {', '.join(missing)}")
+        return 0
     if args.all:
         print_all(console, args.all)
         return 0

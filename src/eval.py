@@ -1,16 +1,24 @@
-"""Evaluate a checkpoint with the data of the run that wrote it.
+"""Evaluate a checkpoint, or an ensemble of them, with the data of the run that wrote it.
 
 python src/eval.py ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt
 python src/eval.py ckpt_path=... data.test_protocol=ten_crop   # another test protocol
 python src/eval.py ckpt_path=... data=imagenet data.root=DIR   # other data altogether
+python src/eval.py ckpt_path='[A.ckpt,B.ckpt,C.ckpt]'          # softmax-averaged ensemble
+
+An ensemble reports every member (``member<i>/...``) and the ensemble (``ensemble/...``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import hydra
 import lightning as L
-from omegaconf import DictConfig
+from lightning import LightningDataModule, Trainer
+from omegaconf import DictConfig, ListConfig
 
+from classicnets import restore
+from classicnets.ensemble import ensemble_of
 from classicnets.errors import exit_on_user_error
 from classicnets.module import ClassificationModule
 from classicnets.run import checkpoints, loggers, report, setup
@@ -25,32 +33,48 @@ def main(cfg: DictConfig) -> dict[str, float]:
     run_dir = setup.output_dir()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    checkpoint = checkpoints.load_checkpoint(cfg.ckpt_path)
-    data_cfg = eval_data_config(cfg, checkpoint)
-    datamodule = hydra.utils.instantiate(data_cfg)
-    # What Lightning saved of the DataModule (ImageNet: the class mapping). Restoring it checks
-    # that the data's classes are the network's, or supplies them where the folders are absent.
-    datamodule_state = checkpoint.get(type(datamodule).__qualname__)
-    if datamodule_state:
-        datamodule.load_state_dict(datamodule_state)
-    # The checkpoint is already in memory: rebuild the network from its hyperparameters rather
-    # than reading the file a second time (load_from_checkpoint would).
-    model = ClassificationModule(**checkpoint["hyper_parameters"])
-    model.load_state_dict(checkpoint["state_dict"])
+    is_ensemble = isinstance(cfg.ckpt_path, ListConfig)
+    paths = [str(p) for p in cfg.ckpt_path] if is_ensemble else [str(cfg.ckpt_path)]
+    loaded = [checkpoints.load_checkpoint(path) for path in paths]
+    restore.check_same_classes(paths, loaded)
+    data_cfg = eval_data_config(cfg, loaded[0])
+    datamodule = restore.restore_datamodule(data_cfg, loaded[0])
+    members = [restore.restore_model(checkpoint) for checkpoint in loaded]
+    del loaded  # the weights now live in the members
     run_loggers = loggers.instantiate_loggers(cfg.get("logger"), run_dir)
     trainer = setup.instantiate_trainer(cfg.trainer, logger=run_loggers or False)
 
-    metrics = {}
+    metrics: dict[str, float] = {}
     try:
-        if cfg.validate:
-            metrics.update(trainer.validate(model, datamodule=datamodule)[0])
-        metrics.update(trainer.test(model, datamodule=datamodule)[0])
+        if not is_ensemble:
+            metrics = evaluate(trainer, members[0], datamodule, cfg.validate)
+        else:
+            for i, member in enumerate(members):
+                found = evaluate(trainer, member, datamodule, cfg.validate)
+                metrics.update(prefixed(found, f"member{i}/"))
+            found = evaluate(trainer, ensemble_of(members), datamodule, cfg.validate)
+            metrics.update(prefixed(found, "ensemble/"))
     finally:
         loggers.finish_loggers(run_loggers)
 
     metrics = report.scalar_metrics(metrics)
-    report.report_metrics(metrics, run_dir, {"checkpoint": cfg.ckpt_path})
+    report.report_metrics(metrics, run_dir, {"checkpoint": paths if is_ensemble else paths[0]})
     return metrics
+
+
+def evaluate(
+    trainer: Trainer, model: ClassificationModule, datamodule: LightningDataModule, validate: bool
+) -> dict[str, float]:
+    """Test (and validate) one module; Lightning's metrics as plain floats."""
+    metrics = {}
+    if validate:
+        metrics.update(trainer.validate(model, datamodule=datamodule)[0])
+    metrics.update(trainer.test(model, datamodule=datamodule)[0])
+    return report.scalar_metrics(metrics)
+
+
+def prefixed(metrics: Mapping[str, float], prefix: str) -> dict[str, float]:
+    return {prefix + key: value for key, value in metrics.items()}
 
 
 if __name__ == "__main__":

@@ -18,7 +18,14 @@ from classicnets.safe_load import CorruptCheckpointError, HashMismatchError, Uns
 log = logging.getLogger("classicnets")
 
 T = TypeVar("T")
+
+
+class UserInputError(ValueError):
+    """A value on the command line that cannot work (the message lists the ones that can)."""
+
+
 USER_ERRORS = (
+    UserInputError,
     DatasetNotFoundError,
     ClassMismatchError,
     UnknownModelError,

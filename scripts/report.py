@@ -1,0 +1,108 @@
+"""The reproduction report: our error beside the paper's, for every run under the folders given.
+
+    python scripts/report.py logs/train                 # every run and sweep job below
+    python scripts/report.py logs/train --csv report.csv
+
+One row per (model, test protocol): the seeds, our top-1 / top-5 error as mean ± std over seeds,
+the paper's figure for the same protocol with its source (classicnets.paper_results), and the
+difference. A run is a folder with ``.hydra/config.yaml``; one without a final ``metrics.json``
+with test metrics stopped early: it is counted in its row, never averaged in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from classicnets.paper_results import paper_result
+from classicnets.run_results import Run, find_runs
+
+COLUMNS = (
+    "model", "protocol", "seeds", "top-1 err %", "top-5 err %", "paper top-1", "paper top-5",
+    "Δ top-1", "Δ top-5", "paper source", "stopped early",
+)  # fmt: skip
+
+
+def mean_std(values: Sequence[float]) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _difference(ours: Sequence[float], paper: float | None) -> str:
+    return "—" if not ours or paper is None else f"{statistics.mean(ours) - paper:+.2f}"
+
+
+def report_rows(runs: Sequence[Run]) -> list[dict[str, str]]:
+    """One row per (model, protocol), in that order."""
+    groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[(run.model, run.protocol)].append(run)
+    rows = []
+    for (model, protocol), group in sorted(groups.items()):
+        done = [r for r in group if r.top1_error is not None]
+        top1 = [r.top1_error for r in done]
+        top5 = [r.top5_error for r in done if r.top5_error is not None]
+        paper = paper_result(model, protocol)
+        values = (
+            model, protocol, ", ".join(str(r.seed) for r in done) or "—",
+            mean_std(top1), mean_std(top5),
+            _number(paper and paper.top1), _number(paper and paper.top5),
+            _difference(top1, paper and paper.top1), _difference(top5, paper and paper.top5),
+            f"{paper.source} ({paper.status})" if paper else "—",
+            str(len(group) - len(done)) if len(done) < len(group) else "",
+        )  # fmt: skip
+        rows.append(dict(zip(COLUMNS, values, strict=True)))
+    return rows
+
+
+def markdown(rows: Sequence[dict[str, str]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row[c] for c in COLUMNS) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="run or sweep folders to search")
+    parser.add_argument("--csv", type=Path, help="also write the table here (default: none)")
+    args = parser.parse_args(argv)
+    missing = [str(f) for f in args.folders if not f.is_dir()]
+    if missing:
+        return fail(f"no such folder: {', '.join(missing)}; pass run folders, e.g. logs/train")
+    runs = find_runs(args.folders)
+    if not runs:
+        where = ", ".join(map(str, args.folders))
+        return fail(f"no training runs (.hydra/config.yaml) under {where}; pass run folders")
+    rows = report_rows(runs)
+    print(markdown(rows))
+    stopped = [r for r in runs if r.top1_error is None]
+    if stopped:
+        print(f"\nstopped early (not averaged): {', '.join(str(r.directory) for r in stopped)}")
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"\nwritten to {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
