@@ -39,7 +39,7 @@ from classicnets.data.folder import (
 )
 from classicnets.data.presets import make_train_preset
 from classicnets.data.protocols import make_protocol
-from classicnets.data.sampling import EvenShardBatchSampler, train_sampler
+from classicnets.data.sampling import EvenShardBatchSampler, make_loader, train_sampler
 from classicnets.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -267,7 +267,7 @@ class ImageNetDataModule(LightningDataModule):
         return self._loader(dataset, batch_sampler=sampler, collate_fn=SkipCollate(shape))
 
     def _loader(self, dataset: ImageFolderDataset, **kwargs: Any) -> DataLoader:
-        return DataLoader(
+        return make_loader(
             dataset,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),

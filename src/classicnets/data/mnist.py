@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.transforms import v2
 
 from classicnets.data.common import DatasetNotFoundError, per_device_batch_size
-from classicnets.data.sampling import EvenShardBatchSampler, train_sampler, world
+from classicnets.data.sampling import EvenShardBatchSampler, make_loader, train_sampler, world
 
 # LeCun et al. 1998, section III.A: "the values of the input pixels are normalized so that the
 # background level (white) corresponds to a value of -0.1 and the foreground (black) corresponds
@@ -184,13 +184,13 @@ class MNISTDataModule(LightningDataModule):
             eval_batch_size = self.hparams.eval_batch_size or self.hparams.batch_size
             per_device = max(1, eval_batch_size // world_size)
             batches = EvenShardBatchSampler(len(dataset), per_device, world_size, rank)
-            return DataLoader(dataset, batch_sampler=batches, num_workers=workers)
+            return make_loader(dataset, batch_sampler=batches, num_workers=workers)
         if self.hparams.distortions:
             hp = self.hparams
             dataset = Distorted(
                 dataset, hp.distortion_shift_px, hp.distortion_scale, hp.distortion_shear_degrees
             )
-        return DataLoader(
+        return make_loader(
             dataset, batch_size=batch_size, sampler=train_sampler(dataset), num_workers=workers
         )
 
