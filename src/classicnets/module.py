@@ -15,6 +15,7 @@ from torch.optim.lr_scheduler import LinearLR
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from classicnets import checks
 from classicnets.models import get_model
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class ClassificationModule(LightningModule):
         self.net: nn.Module = get_model(
             net["name"], num_classes=num_classes, in_channels=in_channels, **net_kwargs
         )
+        checks.optimizer_arguments("model.optimizer", optimizer)  # fail before any data loads
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.aux_loss_weights = tuple(aux_loss_weights)

@@ -22,6 +22,7 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from classicnets import checks
 from classicnets.data.common import (
     ClassMismatchError,
     DatasetNotFoundError,
@@ -37,8 +38,8 @@ from classicnets.data.folder import (
     not_found,
     read_class_names,
 )
-from classicnets.data.presets import make_train_preset
-from classicnets.data.protocols import make_protocol
+from classicnets.data.presets import TRAIN_PRESETS, make_train_preset
+from classicnets.data.protocols import EVAL_PROTOCOLS, make_protocol
 from classicnets.data.sampling import EvenShardBatchSampler, make_loader, train_sampler
 from classicnets.data.transforms import (
     IMAGENET_MEAN,
@@ -100,6 +101,12 @@ class ImageNetDataModule(LightningDataModule):
         test_split: str = "val",
     ) -> None:
         super().__init__()
+        checks.positive_int("data.batch_size", batch_size)
+        checks.positive_int("data.eval_batch_size", eval_batch_size, optional=True)
+        checks.non_negative_int("data.num_workers", num_workers)
+        checks.one_of("data.train_preset", train_preset, TRAIN_PRESETS)
+        checks.one_of("data.val_protocol", val_protocol, EVAL_PROTOCOLS)
+        checks.one_of("data.test_protocol", test_protocol, EVAL_PROTOCOLS)
         self.root = Path(root).expanduser()
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.input_size = num_workers, input_size
@@ -159,6 +166,8 @@ class ImageNetDataModule(LightningDataModule):
 
     def _find_classes(self) -> list[str]:
         train = self.root / self.splits["train"]
+        if self.root.is_file():
+            raise checks.ConfigValueError("data.root", str(self.root), "it is a file; use a folder")
         if not self.root.is_dir():
             raise not_found(self.root, f"data.root {self.root} does not exist")
         classes = find_classes(train)

