@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from classicnets.checks import ConfigValueError
 from classicnets.data.common import ClassMismatchError, DatasetNotFoundError
+from classicnets.launch import RankDiedError
 from classicnets.models.registry import UnknownModelError
 from classicnets.resume import DiskFullError
 from classicnets.safe_load import CorruptCheckpointError, HashMismatchError, UnsafeCheckpointError
@@ -27,6 +28,7 @@ T = TypeVar("T")
 USER_ERRORS = (
     ConfigValueError,
     DiskFullError,
+    RankDiedError,
     DatasetNotFoundError,
     ClassMismatchError,
     UnknownModelError,
@@ -72,7 +74,7 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
                 (job_dir / ERROR_FILE).write_text(f"error: {cause}\n")
                 return float("nan")  # type: ignore[return-value]
             print(f"error: {cause}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(getattr(cause, "exit_status", 2))
 
     return wrapper
 
