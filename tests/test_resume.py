@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from classicnets import pipeline
 from classicnets.callbacks.resumable import rng_state, set_rng_state
 from classicnets.data.mnist import MNISTDataModule
+from classicnets.data.sampling import make_loader, train_sampler
 from classicnets.errors import exit_on_user_error
 from classicnets.module import ClassificationModule
 from classicnets.resume import AtomicCheckpointIO, latest_checkpoint, wandb_run_id
@@ -287,3 +288,47 @@ def test_sigusr1_on_slurm_saves_last_ckpt_and_requeues_the_job(
     assert stop.value.code == 128 + signal.SIGUSR1
     assert load(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 5
     assert (tmp_path / "scontrol.args").read_text().split() == ["requeue", "4242"]
+
+
+class Noisy(torch.utils.data.Dataset):
+    """Each item is its index plus noise from torch's global generator, as augmentations draw."""
+
+    def __len__(self) -> int:
+        return 24
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return index + torch.rand(())
+
+
+def _epochs(loader: Any, epochs: range, state: dict[str, Any] | None = None) -> list[torch.Tensor]:
+    if state is not None:
+        loader.load_state_dict(state)
+    batches = []
+    for epoch in epochs:
+        loader.sampler.set_epoch(epoch)  # what Lightning does before each epoch
+        batches += list(loader)
+    return batches
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_train_loader_resumes_at_the_next_batch_with_the_same_augmentations(
+    workers: int,
+) -> None:
+    def loader() -> Any:
+        return make_loader(Noisy(), batch_size=4, sampler=train_sampler(Noisy(), seed=7),
+                           num_workers=workers)  # fmt: skip
+
+    torch.manual_seed(0)
+    generator = torch.get_rng_state()
+    want = _epochs(loader(), range(2))
+    assert torch.equal(generator, torch.get_rng_state())  # loading moved no global generator
+    stopped = loader()
+    stopped.sampler.set_epoch(1)
+    iterator = iter(stopped)
+    first = [next(iterator), next(iterator)]  # two batches of the second epoch, then a stop
+    state = stopped.state_dict()
+    got = _epochs(loader(), range(1, 2), state)
+    assert torch.equal(torch.cat(want[6:]), torch.cat(first + got))
+    if workers:  # the same numbers with no workers: they depend on (seed, epoch, index) alone
+        torch.manual_seed(1)
+        assert torch.equal(torch.cat(want), torch.cat(_epochs(loader(), range(2))))
