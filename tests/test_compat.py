@@ -28,7 +28,7 @@ def test_a_renamed_lightning_hook_fails_at_import_naming_it_and_the_versions(
 
 def test_the_launcher_hooks_are_ours_after_a_job_starts() -> None:
     launch.start_job()
-    for module, name in compat.PATCHED:
+    for module, name in compat.LAUNCHER_HOOKS:
         assert getattr(module, name) in (launch.child_command, launch.watch_children), name
 
 

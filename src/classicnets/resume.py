@@ -17,10 +17,11 @@ from typing import Any
 
 import torch
 from fsspec.implementations.local import LocalFileSystem
+from lightning import Callback, LightningModule, Trainer
 from lightning.fabric.utilities.cloud_io import get_filesystem
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from classicnets import compat
 from classicnets.safe_load import CorruptCheckpointError, load_file
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
     ) -> None:
         if not isinstance(get_filesystem(path), LocalFileSystem):
             super().save_checkpoint(checkpoint, path, storage_options)
@@ -80,11 +81,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         _fsync_dir(path.parent)
 
     def load_checkpoint(
-        self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None
+        self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
         if not isinstance(get_filesystem(path), LocalFileSystem):
             return super().load_checkpoint(path, map_location, weights_only=True)
         return load_file(path, map_location=map_location or "cpu")
+
+
+class LoaderPosition(Callback):
+    """A run resumed mid-epoch goes on with the next batch of the train loader, also where
+    Lightning built the loader before it loaded the checkpoint (:mod:`classicnets.compat`)."""
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        compat.restore_train_loader_position(trainer)
 
 
 def _fsync_dir(directory: Path) -> None:
