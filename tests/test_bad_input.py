@@ -125,7 +125,7 @@ WRONG_VALUES = {
     "unknown-train-preset": (
         "train",
         ["model=alexnet", "data.root={imagenet}", "data.train_preset=inception"],
-        "data.train_preset='inception' is not allowed: choose from alexnet, vgg",
+        "data.train_preset='inception' is not allowed: choose from alexnet, zfnet, vgg",
     ),
     "root-is-a-file": (
         "train",

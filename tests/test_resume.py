@@ -19,13 +19,14 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import OmegaConf
 
-from classicnets import pipeline
 from classicnets.callbacks.resumable import rng_state, set_rng_state
 from classicnets.data.mnist import MNISTDataModule
 from classicnets.data.sampling import make_loader, train_sampler
 from classicnets.errors import exit_on_user_error
 from classicnets.module import ClassificationModule
-from classicnets.resume import AtomicCheckpointIO, latest_checkpoint, wandb_run_id
+from classicnets.resume import AtomicCheckpointIO, latest_checkpoint
+from classicnets.run.checkpoints import resume_checkpoint
+from classicnets.run.loggers import wandb_run_id
 from classicnets.safe_load import CorruptCheckpointError
 from run_helpers import REPO, TINY, SignalAt, load, signal_at, train
 
@@ -134,10 +135,10 @@ def _checkpoint(path: Path, step: int, mtime: int) -> Path:
 def test_auto_resume_takes_the_newest_of_last_and_the_slurm_requeue_checkpoint(
     tmp_path: Path,
 ) -> None:
-    assert pipeline.resume_checkpoint("auto", tmp_path) is None  # a fresh directory starts fresh
+    assert resume_checkpoint("auto", tmp_path) is None  # a fresh directory starts fresh
     last = _checkpoint(tmp_path / "checkpoints" / "last.ckpt", 1, 1_000)
     hpc = _checkpoint(tmp_path / "hpc_ckpt_1.ckpt", 2, 2_000)
-    assert pipeline.resume_checkpoint("auto", tmp_path) == str(hpc)
+    assert resume_checkpoint("auto", tmp_path) == str(hpc)
     os.utime(last, (3_000, 3_000))
     assert latest_checkpoint(tmp_path) == last
 
@@ -152,7 +153,7 @@ def test_a_truncated_last_ckpt_gives_way_to_the_newest_whole_checkpoint(
     last.write_bytes(last.read_bytes()[:3_000])  # cut short by a copy or a full disk
     os.utime(last, (3_000, 3_000))
     with caplog.at_level(logging.WARNING):
-        assert pipeline.resume_checkpoint("auto", tmp_path) == str(best)
+        assert resume_checkpoint("auto", tmp_path) == str(best)
     (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert f"{last} cannot be read" in line and f"resuming from {best}" in line
     assert last.is_file()  # kept until a new last.ckpt replaces it
@@ -160,7 +161,7 @@ def test_a_truncated_last_ckpt_gives_way_to_the_newest_whole_checkpoint(
     best.write_bytes(b"PK\x03\x04")
     (checkpoints / "best-epoch000.ckpt").write_bytes(b"")
     with pytest.raises(CorruptCheckpointError, match="is not a readable checkpoint"):
-        pipeline.resume_checkpoint("auto", tmp_path)
+        resume_checkpoint("auto", tmp_path)
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint_and_stops_with_one_line(

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from classicnets.checks import ConfigValueError
 from classicnets.data.common import ClassMismatchError, DatasetNotFoundError
 from classicnets.launch import RankDiedError
+from classicnets.models.init_from import InitFromError
 from classicnets.models.registry import UnknownModelError
 from classicnets.resume import DiskFullError
 from classicnets.safe_load import CorruptCheckpointError, HashMismatchError, UnsafeCheckpointError
@@ -32,6 +33,7 @@ USER_ERRORS = (
     DatasetNotFoundError,
     ClassMismatchError,
     UnknownModelError,
+    InitFromError,
     FileNotFoundError,
     UnsafeCheckpointError,
     CorruptCheckpointError,

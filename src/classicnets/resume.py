@@ -1,4 +1,4 @@
-"""What a run needs to resume: checkpoints that are whole, the newest of them, its W&B run id.
+"""What a run needs to resume: checkpoints that are whole, and the newest of them.
 
 A re-run with the same run directory (``ckpt_path: auto``) resumes from :func:`latest_checkpoint`;
 a ``last.ckpt`` that cannot be read gives way to the newest whole checkpoint;
@@ -155,12 +155,3 @@ def _reason(err: CorruptCheckpointError) -> str:
     text = str(err)
     cause = text[text.find("(") + 1 : text.rfind(")")] if "(" in text else text
     return cause.split(". ")[0]  # torch's zip errors go on for several sentences
-
-
-def wandb_run_id(save_dir: Path) -> str | None:
-    """The id of the last W&B run logged under ``save_dir`` (``wandb/[offline-]run-<time>-<id>``),
-    so that a resumed run continues its curves; None when there is none."""
-    runs = [p for p in (save_dir / "wandb").glob("*run-*-*") if p.is_dir() and not p.is_symlink()]
-    if not runs:
-        return None
-    return max(runs, key=lambda p: p.stat().st_mtime_ns).name.rsplit("-", 1)[-1]
