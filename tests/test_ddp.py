@@ -77,6 +77,19 @@ def test_a_killed_rank_stops_the_run_with_one_line_naming_it(tmp_path: Path) -> 
     assert load(last)["global_step"] == 5  # the end of the first epoch
 
 
+@pytest.mark.slow
+def test_when_rank_0_is_killed_rank_1_stops_with_one_line(tmp_path: Path) -> None:
+    run = (*TINY, *DDP, "trainer.max_epochs=3", "logger=none", f"hydra.run.dir={tmp_path}")
+    # train() returns when rank 1 has closed the output it shares with rank 0
+    result = train(tmp_path, *run, *signal_at(7, signal.SIGKILL, rank=0), expect=-9)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: DDP rank 0 ended (its process is gone); the other ranks were stopped. {last} is "
+        "intact: run the same command again to resume from it"
+    )
+    assert "Traceback" not in result.stderr
+
+
 def test_a_rank_that_dies_while_rank_0_hangs_stops_the_job_after_the_grace(
     tmp_path: Path,
 ) -> None:

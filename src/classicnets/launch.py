@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import torch.distributed as dist
@@ -54,6 +55,7 @@ STOPPED_ON_PURPOSE = (None, 0, 128 + signal.SIGTERM, 128 + signal.SIGUSR1)
 
 _job_env: dict[str, str | None] = {}
 _watch: RankWatch | None = None
+_parent: ParentWatch | None = None
 
 
 def global_rank() -> int:
@@ -80,6 +82,8 @@ def start_job() -> None:
     rank_zero_only.rank = rank  # also for launchers Lightning does not know (submitit's local one)
     if rank > 0:
         _quiet_logging(rank)
+    if rank > 0 and "LOCAL_RANK" in os.environ and "RANK" not in os.environ:
+        _watch_parent(rank)  # a child of Lightning's launcher: rank 0 is its parent
 
 
 def child_command(local_rank: int) -> tuple[list[str], str]:
@@ -130,6 +134,8 @@ def end_job(trainer: Trainer | None) -> None:
             os.environ[key] = value
     if children and watch is not None and watch.failure is not None and trainer is not None:
         raise RankDiedError(*watch.failure, checkpoint=_last_checkpoint(trainer))
+    if _parent is not None and _parent.gone() and trainer is not None:
+        raise RankDiedError(0, None, checkpoint=_last_checkpoint(trainer))
 
 
 class RankDiedError(RuntimeError):
@@ -137,8 +143,10 @@ class RankDiedError(RuntimeError):
 
     exit_status = 1  # not bad input (2): the run failed, and a rerun resumes
 
-    def __init__(self, rank: int, returncode: int, checkpoint: Path) -> None:
-        if returncode < 0:
+    def __init__(self, rank: int, returncode: int | None, checkpoint: Path) -> None:
+        if returncode is None:
+            how = "ended (its process is gone)"
+        elif returncode < 0:
             how = f"was killed by {signal.Signals(-returncode).name}"
         else:
             how = f"exited with code {returncode}"
@@ -211,6 +219,37 @@ class RankWatch(threading.Thread):
     def stop(self) -> None:
         self.poll()  # a child that died before this process's own error is the cause
         self._stopped.set()
+
+
+class ParentWatch(threading.Thread):
+    """In a DDP child of Lightning's launcher: when rank 0, its parent, is gone (killed), stop this
+    rank too. Its next collective usually raises first, and :func:`end_job` names rank 0; where it
+    does not within the grace (NCCL), local rank 1 says so here and this process ends."""
+
+    def __init__(self, rank: int, checkpoint: Path, grace_s: float = DEAD_RANK_GRACE_S) -> None:
+        super().__init__(daemon=True, name="classicnets-parent-watch")
+        self.rank, self.checkpoint, self.grace_s = rank, checkpoint, grace_s
+        self.parent = os.getppid()
+
+    def gone(self) -> bool:
+        return os.getppid() != self.parent  # re-parented: the parent process ended
+
+    def run(self) -> None:
+        while not self.gone():
+            time.sleep(WATCH_PERIOD_S)
+        time.sleep(self.grace_s)
+        if self.rank == 1:
+            message = f"error: {RankDiedError(0, None, checkpoint=self.checkpoint)}"
+            log.error(message)
+            print(message, file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _watch_parent(rank: int) -> None:
+    global _parent
+    run_dir = Path(HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else ".")
+    _parent = ParentWatch(rank, run_dir / CHECKPOINTS / LAST)
+    _parent.start()
 
 
 class ExitTogether(Callback):
