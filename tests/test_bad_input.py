@@ -191,3 +191,13 @@ def test_a_sweep_job_with_a_wrong_value_fails_alone(tmp_path: Path) -> None:
     assert "data.batch_size=0 is not allowed" in (sweep / "0" / "error.txt").read_text()
     assert not (sweep / "0" / "metrics.json").exists()
     assert (sweep / "1" / "metrics.json").is_file()  # the other job went on
+
+
+def test_an_optuna_trial_with_a_wrong_value_counts_as_the_worst_and_says_why(
+    tmp_path: Path, train_main
+) -> None:
+    # The Optuna plugin cannot record a NaN as a failed trial: the worst value goes on instead.
+    cfg = compose_config("train", ["hparams_search=lenet5_optuna", "data.batch_size=0"], tmp_path)
+    assert train_main(cfg) == float("-inf")  # the search maximises
+    assert "data.batch_size=0 is not allowed" in (tmp_path / "error.txt").read_text()
+    assert not (tmp_path / "metrics.json").exists()

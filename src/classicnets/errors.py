@@ -59,8 +59,8 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
     """Run ``main``; bad input (a wrong value, missing data, data of other classes than the
     checkpoint's, an unknown model, a missing or damaged file) exits 2 with one line.
 
-    In a sweep the failing job writes that line to ``<job dir>/error.txt`` and returns NaN (an
-    Optuna trial fails), the other jobs go on, and :class:`SweepErrors` exits 2 at the end."""
+    In a sweep the failing job writes that line to ``<job dir>/error.txt`` and returns the worst
+    value, the other jobs go on, and :class:`SweepErrors` exits 2 at the end."""
 
     @functools.wraps(main)
     def wrapper(*args: object, **kwargs: object) -> T:
@@ -74,11 +74,20 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
             if _in_sweep():  # SweepErrors prints the one line at the end
                 job_dir = Path(HydraConfig.get().runtime.output_dir)
                 (job_dir / ERROR_FILE).write_text(f"error: {cause}\n")
-                return float("nan")  # type: ignore[return-value]
+                return _failed_trial_value()  # type: ignore[return-value]
             print(f"error: {cause}", file=sys.stderr)
             sys.exit(getattr(cause, "exit_status", 2))
 
     return wrapper
+
+
+def _failed_trial_value() -> float:
+    """What a failed job returns to its sweeper: the worst value for an Optuna search (whose
+    plugin cannot record a NaN as a failed trial), NaN for the others, which do not look."""
+    direction = HydraConfig.get().sweeper.get("direction")
+    if direction in ("maximize", "minimize"):
+        return float("-inf") if direction == "maximize" else float("inf")
+    return float("nan")
 
 
 def _in_sweep() -> bool:
