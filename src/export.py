@@ -13,7 +13,8 @@ import torch
 from omegaconf import DictConfig
 
 from classicnets import restore
-from classicnets.errors import UserInputError, exit_on_user_error
+from classicnets.checks import ConfigValueError
+from classicnets.errors import exit_on_user_error
 from classicnets.models import model_info
 from classicnets.onnx_export import export_onnx, onnx_difference
 from classicnets.run import checkpoints, setup
@@ -26,7 +27,7 @@ FORMATS = ("onnx",)
 def main(cfg: DictConfig) -> float:
     """Export ``cfg.ckpt_path``; returns the largest logit difference."""
     if cfg.format not in FORMATS:
-        raise UserInputError(f"format={cfg.format} is not supported; choose one of {FORMATS}")
+        raise ConfigValueError("format", cfg.format, f"choose one of {FORMATS}")
     run_dir = setup.output_dir()
     torch.manual_seed(cfg.seed)  # the check's random batch
     checkpoint = checkpoints.load_checkpoint(cfg.ckpt_path)

@@ -44,6 +44,14 @@ def compose_config(config_name: str, overrides: list[str], run_dir: Path) -> Dic
     return cfg
 
 
+@pytest.fixture(autouse=True)
+def _forget_hydra_config():
+    """Each test starts outside Hydra: a config that compose_config set (in MULTIRUN mode, say)
+    would otherwise reach the next test's in-process runs."""
+    yield
+    HydraConfig.instance().cfg = None
+
+
 def load_entry_point(script: str) -> ModuleType:
     """Import ``src/<script>.py`` (an entry point, not a package module) for in-process runs."""
     spec = importlib.util.spec_from_file_location(f"entry_{script}", REPO / "src" / f"{script}.py")

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,8 +30,9 @@ def _entries(directory: Path) -> set[str]:
 
 @pytest.mark.slow
 def test_ddp_run_stops_on_a_signal_to_rank_1_and_the_rerun_resumes(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    run = (*TINY, *DDP, "trainer.max_epochs=3", "logger=wandb", f"hydra.run.dir={run_dir}")
+    run_dir, reference = tmp_path / "run", tmp_path / "reference"
+    exact = (*TINY, *DDP, "trainer.max_epochs=3", "trainer.deterministic=true")
+    run = (*exact, "logger=wandb", f"hydra.run.dir={run_dir}")
     # SIGUSR1 (SLURM's warning) reaches rank 1 only, 5 steps an epoch: both ranks stop after
     # step 8, mid-epoch 1, with last.ckpt saved.
     train(tmp_path, *run, *signal_at(7, signal.SIGUSR1, rank=1), expect=128 + signal.SIGUSR1)
@@ -40,8 +44,12 @@ def test_ddp_run_stops_on_a_signal_to_rank_1_and_the_rerun_resumes(tmp_path: Pat
     train(tmp_path, *run)  # the same command again resumes
     final = load(run_dir / "checkpoints" / "last.ckpt")
     assert final["global_step"] == 15
+    # ... at the next batch of the data, on both ranks: the weights of a run never stopped.
+    train(tmp_path, *exact, "logger=none", "test=false", f"hydra.run.dir={reference}")
+    want = load(reference / "checkpoints" / "last.ckpt")["state_dict"]
+    assert all(torch.equal(want[k], v) for k, v in final["state_dict"].items())
     # One run directory with one .hydra/ and one log; nothing a child wrote elsewhere.
-    assert _entries(tmp_path) == {"run"}
+    assert _entries(tmp_path) == {"run", "reference"}
     assert _entries(run_dir) == {".hydra", "checkpoints", "wandb", "train.log", "metrics.json"}
     log = (run_dir / "train.log").read_text()
     assert log.count("MEMBER: 1/2") == 2 and "MEMBER: 2/2" not in log  # rank 1: warnings only
@@ -54,6 +62,55 @@ def test_ddp_run_stops_on_a_signal_to_rank_1_and_the_rerun_resumes(tmp_path: Pat
     assert [str(p) for p in (run_dir / "checkpoints").glob("best-*.ckpt")] == [
         state["best_model_path"]
     ]
+
+
+@pytest.mark.slow
+def test_a_killed_rank_stops_the_run_with_one_line_naming_it(tmp_path: Path) -> None:
+    run = (*TINY, *DDP, "trainer.max_epochs=3", "logger=none", f"hydra.run.dir={tmp_path}")
+    result = train(tmp_path, *run, *signal_at(7, signal.SIGKILL, rank=1), expect=1)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: DDP rank 1 was killed by SIGKILL; the other ranks were stopped. {last} is "
+        "intact: run the same command again to resume from it"
+    )
+    assert "Traceback" not in result.stderr
+    assert load(last)["global_step"] == 5  # the end of the first epoch
+
+
+@pytest.mark.slow
+def test_when_rank_0_is_killed_rank_1_stops_with_one_line(tmp_path: Path) -> None:
+    run = (*TINY, *DDP, "trainer.max_epochs=3", "logger=none", f"hydra.run.dir={tmp_path}")
+    # train() returns when rank 1 has closed the output it shares with rank 0
+    result = train(tmp_path, *run, *signal_at(7, signal.SIGKILL, rank=0), expect=-9)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: DDP rank 0 ended (its process is gone); the other ranks were stopped. {last} is "
+        "intact: run the same command again to resume from it"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_a_rank_that_dies_while_rank_0_hangs_stops_the_job_after_the_grace(
+    tmp_path: Path,
+) -> None:
+    # Rank 0 waits in a collective that never returns (NCCL without a timeout); rank 1 dies.
+    script = f"""
+import subprocess, sys, time
+from pathlib import Path
+from classicnets.launch import RankWatch
+child = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+RankWatch([child], first_rank=1, checkpoint=Path("{tmp_path}/last.ckpt"), grace_s=1.0).start()
+time.sleep(60)
+"""
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == -signal.SIGKILL and time.monotonic() - started < 30
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: DDP rank 1 exited with code 3; the other ranks were stopped. no checkpoint was "
+        f"saved yet ({tmp_path}/last.ckpt): the same command starts over"
+    )
 
 
 @pytest.mark.slow

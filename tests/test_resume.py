@@ -3,6 +3,8 @@ checkpoint is never half-written; a NaN loss leaves the last good checkpoint as 
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import signal
 from functools import partial
@@ -19,32 +21,21 @@ from omegaconf import OmegaConf
 
 from classicnets.callbacks.resumable import rng_state, set_rng_state
 from classicnets.data.mnist import MNISTDataModule
+from classicnets.data.sampling import make_loader, train_sampler
+from classicnets.errors import exit_on_user_error
 from classicnets.module import ClassificationModule
 from classicnets.resume import AtomicCheckpointIO, latest_checkpoint
 from classicnets.run.checkpoints import resume_checkpoint
 from classicnets.run.loggers import wandb_run_id
+from classicnets.safe_load import CorruptCheckpointError
 from run_helpers import REPO, TINY, SignalAt, load, signal_at, train
 
 # Bit-for-bit on CPU: deterministic algorithms, one thread, the test split left out.
 EXACT = (*TINY, "trainer.max_epochs=3", "trainer.deterministic=true", "test=false", "logger=none")
 
 
-@pytest.mark.slow
-def test_sigkill_then_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Path) -> None:
-    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    train(tmp_path, *EXACT, f"hydra.run.dir={reference}")
-    # Killed in the middle of the second epoch (steps 6-10); last.ckpt is from the end of the first.
-    train(
-        tmp_path, *EXACT, f"hydra.run.dir={interrupted}", *signal_at(8, signal.SIGKILL), expect=-9
-    )
-    assert load(interrupted / "checkpoints" / "last.ckpt")["global_step"] == 5
-    result = train(tmp_path, *EXACT, f"hydra.run.dir={interrupted}")  # the same command again
-    assert "resuming from" in result.stdout + result.stderr
-
-    want, got = (
-        load(reference / "checkpoints" / "last.ckpt"),
-        load(interrupted / "checkpoints" / "last.ckpt"),
-    )
+def _assert_same_run(want: dict[str, Any], got: dict[str, Any]) -> None:
+    """Two final checkpoints hold the same step, weights, optimizer state and schedules."""
     assert got["global_step"] == want["global_step"] == 15
     assert want["state_dict"].keys() == got["state_dict"].keys()
     for name, tensor in want["state_dict"].items():
@@ -55,6 +46,63 @@ def test_sigkill_then_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_p
     assert len(curvature) == 16  # LeNet-5's 16 parameter tensors
     assert all(torch.equal(a, b) for a, b in zip(curvature, curvature_got, strict=True))
     assert want["lr_schedulers"] == got["lr_schedulers"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The final checkpoint of a run never stopped (no loader workers)."""
+    reference = tmp_path_factory.mktemp("reference")
+    train(reference, *EXACT, f"hydra.run.dir={reference}")
+    return load(reference / "checkpoints" / "last.ckpt")
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_ends_with_the_weights_of_an_uninterrupted_run(
+    tmp_path: Path, uninterrupted: dict[str, Any]
+) -> None:
+    # Killed in the middle of the second epoch (steps 6-10); last.ckpt is from the end of the first.
+    train(tmp_path, *EXACT, f"hydra.run.dir={tmp_path}", *signal_at(8, signal.SIGKILL), expect=-9)
+    assert load(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 5
+    result = train(tmp_path, *EXACT, f"hydra.run.dir={tmp_path}")  # the same command again
+    assert "resuming from" in result.stdout + result.stderr
+    _assert_same_run(uninterrupted, load(tmp_path / "checkpoints" / "last.ckpt"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("workers", "every_n_steps", "stop", "exit_status", "saved"),
+    [
+        # SIGTERM after step 7: last.ckpt at step 8, batch 3 of 5 of the second epoch
+        (0, 0, signal_at(7, signal.SIGTERM), 128 + signal.SIGTERM, 8),
+        # last.ckpt every 4 steps, SIGKILL after step 9: resumed from step 8, mid-epoch
+        (2, 4, signal_at(9, signal.SIGKILL), -signal.SIGKILL, 8),
+    ],
+    ids=["sigterm-no-workers", "sigkill-after-step-checkpoint-2-workers"],
+)
+def test_a_run_stopped_mid_epoch_resumes_at_the_next_batch_bit_for_bit(
+    tmp_path: Path,
+    uninterrupted: dict[str, Any],
+    workers: int,
+    every_n_steps: int,
+    stop: tuple[str, ...],
+    exit_status: int,
+    saved: int,
+) -> None:
+    run = (
+        *EXACT,
+        f"data.num_workers={workers}",
+        f"callbacks.step_checkpoint.every_n_train_steps={every_n_steps}",
+        f"hydra.run.dir={tmp_path}",
+    )
+    train(tmp_path, *run, *stop, expect=exit_status)
+    stopped = load(tmp_path / "checkpoints" / "last.ckpt")
+    assert (stopped["epoch"], stopped["global_step"]) == (1, saved)
+    result = train(tmp_path, *run)
+    assert "resuming from" in result.stdout + result.stderr
+    assert "not resumable" not in result.stderr  # Lightning's warning for mid-epoch checkpoints
+    # The same weights as the run never stopped, which had no workers: the data and their
+    # distortions depend on neither the stop nor the number of workers.
+    _assert_same_run(uninterrupted, load(tmp_path / "checkpoints" / "last.ckpt"))
 
 
 def test_a_crash_while_saving_keeps_the_previous_checkpoint(
@@ -76,20 +124,68 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left
 
 
+def _checkpoint(path: Path, step: int, mtime: int) -> Path:
+    """A small training checkpoint (what resume checks for: weights and loop state)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {"w": torch.full((1000,), float(step))}, "loops": {}}, path)
+    os.utime(path, (mtime, mtime))
+    return path
+
+
 def test_auto_resume_takes_the_newest_of_last_and_the_slurm_requeue_checkpoint(
     tmp_path: Path,
 ) -> None:
     assert resume_checkpoint("auto", tmp_path) is None  # a fresh directory starts fresh
-    last = tmp_path / "checkpoints" / "last.ckpt"
-    last.parent.mkdir()
-    last.write_bytes(b"x")
-    hpc = tmp_path / "hpc_ckpt_1.ckpt"
-    hpc.write_bytes(b"x")
-    os.utime(last, (1_000, 1_000))
-    os.utime(hpc, (2_000, 2_000))
+    last = _checkpoint(tmp_path / "checkpoints" / "last.ckpt", 1, 1_000)
+    hpc = _checkpoint(tmp_path / "hpc_ckpt_1.ckpt", 2, 2_000)
     assert resume_checkpoint("auto", tmp_path) == str(hpc)
     os.utime(last, (3_000, 3_000))
     assert latest_checkpoint(tmp_path) == last
+
+
+def test_a_truncated_last_ckpt_gives_way_to_the_newest_whole_checkpoint(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    checkpoints = tmp_path / "checkpoints"
+    _checkpoint(checkpoints / "best-epoch000.ckpt", 5, 1_000)
+    best = _checkpoint(checkpoints / "best-epoch001.ckpt", 10, 2_000)
+    last = _checkpoint(checkpoints / "last.ckpt", 12, 3_000)
+    last.write_bytes(last.read_bytes()[:3_000])  # cut short by a copy or a full disk
+    os.utime(last, (3_000, 3_000))
+    with caplog.at_level(logging.WARNING):
+        assert resume_checkpoint("auto", tmp_path) == str(best)
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"{last} cannot be read" in line and f"resuming from {best}" in line
+    assert last.is_file()  # kept until a new last.ckpt replaces it
+    # Nothing whole at all: the newest one's error, which exit_on_user_error turns into a line
+    best.write_bytes(b"PK\x03\x04")
+    (checkpoints / "best-epoch000.ckpt").write_bytes(b"")
+    with pytest.raises(CorruptCheckpointError, match="is not a readable checkpoint"):
+        resume_checkpoint("auto", tmp_path)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_stops_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save = torch.save
+
+    def disk_fills_up(obj: Any, f: Any) -> None:  # the first checkpoint fits, the next does not
+        if (tmp_path / "checkpoints" / "last.ckpt").is_file():
+            f.write(b"PK\x03\x04 a part")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        save(obj, f)
+
+    monkeypatch.setattr(torch, "save", disk_fills_up)
+    with pytest.raises(SystemExit) as stop:
+        exit_on_user_error(_fit_lenet)(tmp_path, Callback())
+    assert stop.value.code == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert "no space left on the disk while writing" in line
+    assert "saved before it are intact" in line and "run the same command again" in line
+    monkeypatch.undo()
+    kept = load(tmp_path / "checkpoints" / "last.ckpt")
+    assert (kept["epoch"], kept["global_step"]) == (0, 3)  # the end of the first epoch
+    assert not list((tmp_path / "checkpoints").glob(".*tmp*"))
 
 
 def test_wandb_run_id_is_read_from_the_runs_wandb_wrote(tmp_path: Path) -> None:
@@ -193,3 +289,47 @@ def test_sigusr1_on_slurm_saves_last_ckpt_and_requeues_the_job(
     assert stop.value.code == 128 + signal.SIGUSR1
     assert load(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 5
     assert (tmp_path / "scontrol.args").read_text().split() == ["requeue", "4242"]
+
+
+class Noisy(torch.utils.data.Dataset):
+    """Each item is its index plus noise from torch's global generator, as augmentations draw."""
+
+    def __len__(self) -> int:
+        return 24
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return index + torch.rand(())
+
+
+def _epochs(loader: Any, epochs: range, state: dict[str, Any] | None = None) -> list[torch.Tensor]:
+    if state is not None:
+        loader.load_state_dict(state)
+    batches = []
+    for epoch in epochs:
+        loader.sampler.set_epoch(epoch)  # what Lightning does before each epoch
+        batches += list(loader)
+    return batches
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_train_loader_resumes_at_the_next_batch_with_the_same_augmentations(
+    workers: int,
+) -> None:
+    def loader() -> Any:
+        return make_loader(Noisy(), batch_size=4, sampler=train_sampler(Noisy(), seed=7),
+                           num_workers=workers)  # fmt: skip
+
+    torch.manual_seed(0)
+    generator = torch.get_rng_state()
+    want = _epochs(loader(), range(2))
+    assert torch.equal(generator, torch.get_rng_state())  # loading moved no global generator
+    stopped = loader()
+    stopped.sampler.set_epoch(1)
+    iterator = iter(stopped)
+    first = [next(iterator), next(iterator)]  # two batches of the second epoch, then a stop
+    state = stopped.state_dict()
+    got = _epochs(loader(), range(1, 2), state)
+    assert torch.equal(torch.cat(want[6:]), torch.cat(first + got))
+    if workers:  # the same numbers with no workers: they depend on (seed, epoch, index) alone
+        torch.manual_seed(1)
+        assert torch.equal(torch.cat(want), torch.cat(_epochs(loader(), range(2))))

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import torch.distributed as dist
@@ -27,9 +29,10 @@ from hydra.types import RunMode
 from hydra.utils import get_original_cwd, to_absolute_path
 from lightning import Callback, LightningModule, Trainer
 from lightning.fabric.plugins.environments import ClusterEnvironment
-from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
-from lightning.pytorch.strategies.launchers import subprocess_script as pytorch_launcher
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from classicnets import compat
+from classicnets.resume import CHECKPOINTS, LAST
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +45,17 @@ SWEEP_OVERRIDES = (
     "hydra/launcher", "hydra.output_subdir", "hydra.job.num", "hydra.job.id",
 )  # fmt: skip
 CHILD_EXIT_TIMEOUT_S = 60.0  # children only log and exit after the last collective
+# A rank died: how long rank 0 may take to notice by itself (gloo raises in its next collective)
+# before the watch stops every process; an NCCL collective would otherwise wait for its timeout.
+DEAD_RANK_GRACE_S = 20.0
+WATCH_PERIOD_S = 1.0
+# Exit statuses of a child that is running, done, or stopped by SIGTERM / SIGUSR1 with last.ckpt
+# saved (CheckpointOnSignal); anything else is a rank that died.
+STOPPED_ON_PURPOSE = (None, 0, 128 + signal.SIGTERM, 128 + signal.SIGUSR1)
 
 _job_env: dict[str, str | None] = {}
+_watch: RankWatch | None = None
+_parent: ParentWatch | None = None
 
 
 def global_rank() -> int:
@@ -63,14 +75,15 @@ def global_rank() -> int:
 
 def start_job() -> None:
     """Call first in a Hydra task: DDP children rerun this job, ranks > 0 log warnings only."""
-    pytorch_launcher._hydra_subprocess_cmd = child_command
-    fabric_launcher._hydra_subprocess_cmd = child_command
+    compat.replace_launcher_hooks(child_command, watch_children)
     _job_env.clear()
     _job_env.update({key: os.environ.get(key) for key in DDP_ENV})
     rank = global_rank()
     rank_zero_only.rank = rank  # also for launchers Lightning does not know (submitit's local one)
     if rank > 0:
         _quiet_logging(rank)
+    if rank > 0 and "LOCAL_RANK" in os.environ and "RANK" not in os.environ:
+        _watch_parent(rank)  # a child of Lightning's launcher: rank 0 is its parent
 
 
 def child_command(local_rank: int) -> tuple[list[str], str]:
@@ -96,9 +109,11 @@ def child_command(local_rank: int) -> tuple[list[str], str]:
 
 def end_job(trainer: Trainer | None) -> None:
     """Close this job's processes: the process group, Lightning's child processes, and the
-    environment Lightning set for them (a sweep's next job then starts afresh)."""
+    environment Lightning set for them (a sweep's next job then starts afresh). When a child
+    died first, raise :class:`RankDiedError` (in place of the collective's error it caused)."""
     launcher = trainer.strategy.launcher if trainer is not None else None
     children: list[subprocess.Popen] = list(getattr(launcher, "procs", []) or [])
+    watch = _watch
     if children:
         stop_child_watch()
     if dist.is_available() and dist.is_initialized():
@@ -117,15 +132,124 @@ def end_job(trainer: Trainer | None) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+    if children and watch is not None and watch.failure is not None and trainer is not None:
+        raise RankDiedError(*watch.failure, checkpoint=_last_checkpoint(trainer))
+    if _parent is not None and _parent.gone() and trainer is not None:
+        raise RankDiedError(0, None, checkpoint=_last_checkpoint(trainer))
+
+
+class RankDiedError(RuntimeError):
+    """A DDP rank ended by a signal or an error code while the others were training."""
+
+    exit_status = 1  # not bad input (2): the run failed, and a rerun resumes
+
+    def __init__(self, rank: int, returncode: int | None, checkpoint: Path) -> None:
+        if returncode is None:
+            how = "ended (its process is gone)"
+        elif returncode < 0:
+            how = f"was killed by {signal.Signals(-returncode).name}"
+        else:
+            how = f"exited with code {returncode}"
+        if checkpoint.is_file():
+            resume = f"{checkpoint} is intact: run the same command again to resume from it"
+        else:
+            resume = f"no checkpoint was saved yet ({checkpoint}): the same command starts over"
+        super().__init__(f"DDP rank {rank} {how}; the other ranks were stopped. {resume}")
+
+
+def _last_checkpoint(trainer: Trainer) -> Path:
+    return Path(trainer.default_root_dir) / CHECKPOINTS / LAST
+
+
+def watch_children(children: list[subprocess.Popen]) -> None:
+    """Lightning's ``ddp`` launcher hands its child processes here (ranks 1… of this node)."""
+    global _watch
+    run_dir = Path(HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else ".")
+    _watch = RankWatch(children, global_rank() + 1, run_dir / CHECKPOINTS / LAST)
+    _watch.start()
 
 
 def stop_child_watch() -> None:
-    """Stop Lightning's watch over its DDP children, a thread that SIGKILLs this process as soon
-    as a child exits with an error. Called where this process is ending anyway (the same error,
-    a signal): it then logs, closes its W&B run, and :func:`end_job` waits for the children."""
-    for thread in threading.enumerate():
-        if thread.name == "child-process-observer":
-            thread._finished = True  # type: ignore[attr-defined]
+    """Stop watching the DDP children. Called where this process is ending anyway (an error, a
+    signal): it then logs, closes its W&B run, and :func:`end_job` waits for the children."""
+    if _watch is not None:
+        _watch.stop()
+
+
+class RankWatch(threading.Thread):
+    """Watch the DDP children of rank 0. When one ends with a signal or an error code, rank 0
+    usually notices in its next collective (gloo raises), and :func:`end_job` names the rank.
+    Where it does not within ``grace_s`` (an NCCL collective waits for its timeout, a long
+    validation has none), print that line here and stop every process of the job."""
+
+    def __init__(
+        self,
+        children: list[subprocess.Popen],
+        first_rank: int,
+        checkpoint: Path,
+        grace_s: float = DEAD_RANK_GRACE_S,
+    ) -> None:
+        super().__init__(daemon=True, name="classicnets-rank-watch")
+        self.children, self.first_rank, self.grace_s = children, first_rank, grace_s
+        self.checkpoint = checkpoint
+        self.failure: tuple[int, int] | None = None  # (rank, return code) of the first to die
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(WATCH_PERIOD_S) and not self.poll():
+            pass
+        if self.failure is None or self._stopped.wait(self.grace_s):
+            return
+        message = f"error: {RankDiedError(*self.failure, checkpoint=self.checkpoint)}"
+        log.error(message)
+        print(message, file=sys.stderr, flush=True)
+        for child in self.children:
+            child.kill()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def poll(self) -> bool:
+        """Record the first child that ended with an error; True once one did."""
+        if self.failure is None:
+            for rank, child in enumerate(self.children, start=self.first_rank):
+                if child.poll() not in STOPPED_ON_PURPOSE:
+                    self.failure = (rank, child.returncode)
+                    break
+        return self.failure is not None
+
+    def stop(self) -> None:
+        self.poll()  # a child that died before this process's own error is the cause
+        self._stopped.set()
+
+
+class ParentWatch(threading.Thread):
+    """In a DDP child of Lightning's launcher: when rank 0, its parent, is gone (killed), stop this
+    rank too. Its next collective usually raises first, and :func:`end_job` names rank 0; where it
+    does not within the grace (NCCL), local rank 1 says so here and this process ends."""
+
+    def __init__(self, rank: int, checkpoint: Path, grace_s: float = DEAD_RANK_GRACE_S) -> None:
+        super().__init__(daemon=True, name="classicnets-parent-watch")
+        self.rank, self.checkpoint, self.grace_s = rank, checkpoint, grace_s
+        self.parent = os.getppid()
+
+    def gone(self) -> bool:
+        return os.getppid() != self.parent  # re-parented: the parent process ended
+
+    def run(self) -> None:
+        while not self.gone():
+            time.sleep(WATCH_PERIOD_S)
+        time.sleep(self.grace_s)
+        if self.rank == 1:
+            message = f"error: {RankDiedError(0, None, checkpoint=self.checkpoint)}"
+            log.error(message)
+            print(message, file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _watch_parent(rank: int) -> None:
+    global _parent
+    run_dir = Path(HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else ".")
+    _parent = ParentWatch(rank, run_dir / CHECKPOINTS / LAST)
+    _parent.start()
 
 
 class ExitTogether(Callback):

@@ -15,6 +15,7 @@ from torch.optim.lr_scheduler import LinearLR
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from classicnets import checks
 from classicnets.models import get_model
 from classicnets.models.init_from import init_from as copy_weights_from
 
@@ -102,6 +103,7 @@ class ClassificationModule(LightningModule):
         )
         if init_from is not None:
             copy_weights_from(self.net, net["name"], init_from)
+        checks.optimizer_arguments("model.optimizer", optimizer)  # fail before any data loads
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.aux_loss_weights = tuple(aux_loss_weights)

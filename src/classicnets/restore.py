@@ -22,10 +22,10 @@ from classicnets.data.common import ClassMismatchError
 from classicnets.data.decode import EncodedImage
 from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.mnist import to_lenet_input
-from classicnets.errors import UserInputError
 from classicnets.module import ClassificationModule
 from classicnets.run.checkpoints import CONFIG_KEY
 from classicnets.run.loggers import configure_wandb, finish_loggers
+from classicnets.safe_load import CorruptCheckpointError
 
 WNID = re.compile(r"^n\d{8}$")
 ILSVRC_CLASSES = 1000
@@ -42,7 +42,7 @@ def restore_model(checkpoint: Mapping[str, Any]) -> ClassificationModule:
 def checkpoint_data_config(checkpoint: Mapping[str, Any], **changes: Any) -> DictConfig:
     """The training run's data config (resolved when it was saved) with ``changes`` on top."""
     if CONFIG_KEY not in checkpoint:
-        raise UserInputError(
+        raise CorruptCheckpointError(
             "the checkpoint carries no run config (it was not written by src/train.py), so its "
             "data is unknown; use a checkpoint from a run's checkpoints/ folder"
         )

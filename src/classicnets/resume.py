@@ -1,6 +1,7 @@
 """What a run needs to resume: checkpoints that are whole, and the newest of them.
 
 A re-run with the same run directory (``ckpt_path: auto``) resumes from :func:`latest_checkpoint`;
+a ``last.ckpt`` that cannot be read gives way to the newest whole checkpoint;
 the callbacks in :mod:`classicnets.callbacks.resumable` put the RNG states into checkpoints and
 save one when the run is stopped by a signal.
 """
@@ -8,20 +9,40 @@ save one when the run is stopped by a signal.
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from fsspec.implementations.local import LocalFileSystem
+from lightning import Callback, LightningModule, Trainer
 from lightning.fabric.utilities.cloud_io import get_filesystem
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from classicnets.safe_load import load_file
+from classicnets import compat
+from classicnets.safe_load import CorruptCheckpointError, load_file
+
+log = logging.getLogger(__name__)
 
 LAST = "last.ckpt"
+CHECKPOINTS = "checkpoints"  # <run dir>/checkpoints/, where last.ckpt and the best ones are
 HPC_GLOB = "hpc_ckpt_*.ckpt"  # Lightning's SLURM auto-requeue checkpoints, in default_root_dir
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(OSError):
+    """The disk filled up while a checkpoint was written; the previous one is whole."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"no space left on the disk while writing {path}; the checkpoints saved before it are "
+            "intact. Free space there and run the same command again: it resumes from the newest "
+            "whole checkpoint"
+        )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -36,7 +57,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
     ) -> None:
         if not isinstance(get_filesystem(path), LocalFileSystem):
             super().save_checkpoint(checkpoint, path, storage_options)
@@ -52,17 +73,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)  # atomic on POSIX and Windows within one file system
-        except BaseException:
+        except BaseException as err:
             tmp.unlink(missing_ok=True)
+            if isinstance(err, OSError) and err.errno in DISK_FULL:
+                raise DiskFullError(path) from err
             raise
         _fsync_dir(path.parent)
 
     def load_checkpoint(
-        self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None
+        self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
         if not isinstance(get_filesystem(path), LocalFileSystem):
             return super().load_checkpoint(path, map_location, weights_only=True)
         return load_file(path, map_location=map_location or "cpu")
+
+
+class LoaderPosition(Callback):
+    """A run resumed mid-epoch goes on with the next batch of the train loader, also where
+    Lightning built the loader before it loaded the checkpoint (:mod:`classicnets.compat`)."""
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        compat.restore_train_loader_position(trainer)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -75,9 +106,52 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def candidates(run_dir: Path) -> list[Path]:
+    """Every checkpoint a re-run in ``run_dir`` could resume from, newest first: ``last.ckpt``,
+    Lightning's SLURM requeue checkpoints (``<run dir>/hpc_ckpt_N.ckpt``), the best ones."""
+    found = [*run_dir.glob(f"{CHECKPOINTS}/*.ckpt"), *run_dir.glob(HPC_GLOB)]
+    return sorted(
+        (p for p in found if p.is_file()), key=lambda p: p.stat().st_mtime_ns, reverse=True
+    )
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest of ``<run dir>/checkpoints/last.ckpt`` and Lightning's SLURM requeue checkpoints
-    (``<run dir>/hpc_ckpt_N.ckpt``), or None in a fresh directory."""
-    candidates = [run_dir / "checkpoints" / LAST, *run_dir.glob(HPC_GLOB)]
-    existing = [p for p in candidates if p.is_file()]
-    return max(existing, key=lambda p: p.stat().st_mtime_ns, default=None)
+    """The newest whole checkpoint of ``run_dir``, or None in a fresh directory. One that cannot
+    be read (cut short by a copy or a full disk) is passed over with a warning naming it and the
+    one taken instead; when none is whole, the newest one's error is raised."""
+    found = candidates(run_dir)
+    errors: list[CorruptCheckpointError] = []
+    for path in found:
+        try:
+            read_training_checkpoint(path)
+        except CorruptCheckpointError as err:
+            errors.append(err)
+            continue
+        if errors:
+            log.warning(
+                "%s cannot be read (%s); resuming from %s, the newest whole checkpoint",
+                found[0], _reason(errors[0]), path,
+            )  # fmt: skip
+        return path
+    if errors:
+        raise errors[0]
+    return None
+
+
+def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint that training can resume from, read through :func:`load_file`; a truncated
+    file or one that is not a training checkpoint raises ``CorruptCheckpointError``."""
+    checkpoint = load_file(path)
+    if not isinstance(checkpoint, dict) or not {"state_dict", "loops"} <= checkpoint.keys():
+        raise CorruptCheckpointError(
+            f"{path} is not a training checkpoint of a classicnets run (it holds no model and "
+            "loop state); pass the last.ckpt or a best-*.ckpt of a run's checkpoints/ folder"
+        )
+    return checkpoint
+
+
+def _reason(err: CorruptCheckpointError) -> str:
+    """The cause in a ``CorruptCheckpointError`` message, without its advice."""
+    text = str(err)
+    cause = text[text.find("(") + 1 : text.rfind(")")] if "(" in text else text
+    return cause.split(". ")[0]  # torch's zip errors go on for several sentences

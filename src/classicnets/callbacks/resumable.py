@@ -92,8 +92,8 @@ class CheckpointOnSignal(Callback):
     the ranks agree (one all-reduce) whether any of them got one, and then all of them save, the
     job is requeued (rank 0, ``scontrol requeue``, as Lightning does) and training ends with
     ``SIGTERMException``, exit status 128 + signal.
-    A checkpoint saved mid-epoch resumes that epoch from its first batch (Lightning's way with
-    samplers that keep no position), so only a stop at an epoch end resumes exactly.
+    The checkpoint holds the training loader's position (classicnets.data.sampling), so the
+    resumed run goes on with the next batch.
     """
 
     def __init__(self) -> None:
@@ -117,8 +117,17 @@ class CheckpointOnSignal(Callback):
         self._received.add(signum)
 
     def on_train_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        # After the epoch's last batch, stop after its validation instead (on_train_epoch_end):
+        # Lightning resumes a checkpoint of this moment with the finished epoch's data iterator.
+        if batch_idx + 1 < trainer.num_training_batches:
+            self._stop_if_signalled(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._stop_if_signalled(trainer)
+
+    def _stop_if_signalled(self, trainer: Trainer) -> None:
         # [the signal received (the highest, 0 for none), whether it asks for a requeue]
         flags = torch.tensor(
             [max(self._received, default=0), self._requeue_signal in self._received],

@@ -11,6 +11,11 @@ builds its own samplers with :mod:`classicnets.data.sampling`:
 - evaluation: :class:`~classicnets.data.sampling.EvenShardBatchSampler` (every image once, the
   same number of batches on every rank).
 
+Both loaders come from :func:`~classicnets.data.sampling.make_loader` (``DataLoader``'s
+arguments): with a ``train_sampler`` it is a torchdata ``StatefulDataLoader`` whose position
+Lightning checkpoints, each sample's augmentation drawn from a seed of (seed, epoch, index), so a
+run stopped mid-epoch resumes at the next batch, bit for bit.
+
 A DataModule that also keeps a class mapping returns it from ``state_dict`` (Lightning stores it in
 every checkpoint), so ``src/eval.py`` can check that other data has the network's classes.
 CONTRIBUTING.md walks through adding one.

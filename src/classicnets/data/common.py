@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from classicnets.checks import ConfigValueError
+
 
 class DatasetNotFoundError(FileNotFoundError):
     """Raised at once when a dataset is missing; the message says how to prepare it."""
@@ -15,8 +17,10 @@ class ClassMismatchError(ValueError):
 def per_device_batch_size(global_batch_size: int, world_size: int) -> int:
     """The paper's batch is global: each of ``world_size`` processes takes an equal share."""
     if global_batch_size % world_size:
-        raise ValueError(
-            f"data.batch_size={global_batch_size} is the global batch and must divide evenly over "
-            f"{world_size} devices; pick a multiple of {world_size}"
+        raise ConfigValueError(
+            "data.batch_size",
+            global_batch_size,
+            f"the global batch must divide evenly over the {world_size} devices "
+            f"(trainer.devices x trainer.num_nodes); pick a multiple of {world_size}",
         )
     return global_batch_size // world_size

@@ -22,6 +22,7 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from classicnets import checks
 from classicnets.data.common import (
     ClassMismatchError,
     DatasetNotFoundError,
@@ -38,9 +39,9 @@ from classicnets.data.folder import (
     read_class_names,
 )
 from classicnets.data.index_cache import cached_scan
-from classicnets.data.presets import make_train_preset
-from classicnets.data.protocols import collate_views, make_protocol
-from classicnets.data.sampling import EvenShardBatchSampler, train_sampler
+from classicnets.data.presets import TRAIN_PRESETS, make_train_preset
+from classicnets.data.protocols import EVAL_PROTOCOLS, collate_views, make_protocol
+from classicnets.data.sampling import EvenShardBatchSampler, make_loader, train_sampler
 from classicnets.data.transforms import (
     LIGHTING_STD,
     PCA_EIGVAL,
@@ -110,6 +111,12 @@ class ImageNetDataModule(LightningDataModule):
         index_cache_dir: str | None = None,
     ) -> None:
         super().__init__()
+        checks.positive_int("data.batch_size", batch_size)
+        checks.positive_int("data.eval_batch_size", eval_batch_size, optional=True)
+        checks.non_negative_int("data.num_workers", num_workers)
+        checks.one_of("data.train_preset", train_preset, TRAIN_PRESETS)
+        checks.one_of("data.val_protocol", val_protocol, EVAL_PROTOCOLS)
+        checks.one_of("data.test_protocol", test_protocol, EVAL_PROTOCOLS)
         self.root = Path(root).expanduser()
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.input_size = num_workers, input_size
@@ -167,6 +174,8 @@ class ImageNetDataModule(LightningDataModule):
 
     def _find_classes(self) -> list[str]:
         train = self.root / self.splits["train"]
+        if self.root.is_file():
+            raise checks.ConfigValueError("data.root", str(self.root), "it is a file; use a folder")
         if not self.root.is_dir():
             raise not_found(self.root, f"data.root {self.root} does not exist")
         classes = find_classes(train)
@@ -279,7 +288,7 @@ class ImageNetDataModule(LightningDataModule):
         return self._loader(dataset, batch_sampler=sampler, collate_fn=SkipCollate(shape))
 
     def _loader(self, dataset: ImageFolderDataset, **kwargs: Any) -> DataLoader:
-        return DataLoader(
+        return make_loader(
             dataset,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),

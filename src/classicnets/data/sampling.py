@@ -1,21 +1,35 @@
-"""Samplers that behave the same on one process and under DDP.
+"""Samplers and loaders that behave the same on one process, under DDP and after a resume.
 
 Lightning's automatic DistributedSampler pads the evaluation set with repeated images so every rank
 gets the same number, and the repeats then enter the accuracy; the trainer presets therefore set
 ``use_distributed_sampler: false`` and the DataModules build their samplers here. For evaluation,
 each rank takes every ``num_replicas``-th image, no padding, split into the same number of batches
 on every rank (sizes differ by at most one), so no rank waits in a collective for a batch another
-rank never runs."""
+rank never runs.
+
+Training resumes anywhere in an epoch: the loader is torchdata's ``StatefulDataLoader``, whose
+position Lightning saves in every checkpoint and restores, and each training sample draws its
+augmentation from a seed of its own, a function of (run seed, epoch, index) alone. The random
+crops, flips and distortions of a sample are then the same with any number of workers, any number
+of ranks and after a resume, and loading data never moves the main process's generators (whose
+states the checkpoints hold for dropout and the like)."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator, Sized
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchdata.stateful_dataloader import StatefulDataLoader
+from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
+
+# torchdata 0.11 calls a torch function that newer torch deprecates, once per loader: not ours.
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
 
 
 def world() -> tuple[int, int]:
@@ -25,14 +39,70 @@ def world() -> tuple[int, int]:
     return 1, 0
 
 
-def train_sampler(dataset: Sized, seed: int | None = None) -> DistributedSampler:
+class SeededSampler(StatefulDistributedSampler):
+    """torchdata's ``StatefulDistributedSampler`` (which keeps its position in the epoch) whose
+    items are ``(index, sample seed)``: the seed of each image's augmentation in this epoch, drawn
+    from (seed, epoch) alone like the permutation. Its state holds the epoch too: Lightning sets
+    the epoch only after it has restored the loader and drawn the first batch."""
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        entropy = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1, np.uint64)
+        seeds = torch.Generator().manual_seed(int(entropy[0]))
+        sample_seeds = torch.randint(2**62, (len(self.dataset),), generator=seeds).tolist()
+        for index in super().__iter__():
+            yield index, sample_seeds[index]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "epoch": self.epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.set_epoch(state_dict["epoch"])
+
+
+class PerSampleSeed(Dataset):
+    """``dataset[index]`` drawn with torch's CPU generator seeded by the sampler's sample seed, and
+    that generator put back afterwards (CUDA's is not touched). A plain index reads the dataset as
+    it is (callbacks that draw samples of their own, e.g. ``SDLMCurvature``)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        if not isinstance(key, tuple):
+            return self.dataset[key]
+        index, seed = key
+        state = torch.get_rng_state()
+        torch.default_generator.manual_seed(seed)
+        try:
+            return self.dataset[index]
+        finally:
+            torch.set_rng_state(state)
+
+
+def train_sampler(dataset: Sized, seed: int | None = None) -> SeededSampler:
     """Shuffle with a permutation drawn from (seed, epoch) alone — the same on every rank and after
     a resume, since Lightning calls ``set_epoch`` — and give each rank its share.
 
     The default seed is the run's (``torch.initial_seed()`` after ``seed_everything``)."""
     world_size, rank = world()
     seed = torch.initial_seed() % 2**63 if seed is None else seed
-    return DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    return SeededSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+
+
+def make_loader(dataset: Dataset, **kwargs: Any) -> DataLoader:
+    """The loader of every DataModule, ``DataLoader``'s arguments. With a :func:`train_sampler`:
+    a ``StatefulDataLoader`` over per-sample seeds, whose position Lightning checkpoints, so a run
+    resumed mid-epoch goes on with the next batch. Otherwise (evaluation) a plain ``DataLoader``.
+    Both draw their workers' base seed from a generator of their own, not the global one."""
+    sampler = kwargs.get("sampler")
+    generator = torch.Generator().manual_seed(getattr(sampler, "seed", 0))
+    if isinstance(sampler, SeededSampler):
+        return StatefulDataLoader(PerSampleSeed(dataset), generator=generator, **kwargs)
+    return DataLoader(dataset, generator=generator, **kwargs)
 
 
 class EvenShardBatchSampler(Sampler[list[int]]):

@@ -18,11 +18,12 @@ CONFIG_KEY = "classicnets_config"  # the resolved run config, stored in every ch
 
 
 def resume_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
-    """``auto``: the newest checkpoint of the run directory (last.ckpt, or the one Lightning saved
-    for a SLURM requeue) if there is one, so a re-run resumes; else none."""
+    """``auto``: the newest whole checkpoint of the run directory (last.ckpt, the one Lightning
+    saved for a SLURM requeue, or, when those are cut short, the best one) if there is one, so a
+    re-run resumes; else none. A given path must be a whole training checkpoint."""
     if ckpt_path != "auto":
-        if ckpt_path and not Path(ckpt_path).is_file():
-            raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
+        if ckpt_path:
+            resume.read_training_checkpoint(ckpt_path)  # now, not after the data are loaded
         return ckpt_path
     latest = resume.latest_checkpoint(run_dir)
     if latest is not None:

@@ -1,0 +1,81 @@
+"""Every place classicnets reaches into Lightning's private names, in one module.
+
+Lightning's fit loop restores a stateful train loader's position (mid-epoch resume) only when it
+builds the loader after the checkpoint is loaded. A module whose ``configure_optimizers`` asks for
+``trainer.estimated_stepping_batches`` (our LR warm-up) has the loader built before, and the
+position would be dropped: :func:`restore_train_loader_position` applies it at train start.
+
+Lightning's plain ``ddp`` launcher has two module-level hooks and no public way to change them:
+the command that starts ranks 1… under Hydra (``_hydra_subprocess_cmd``, which repeats the whole
+command line, sweeps included) and the thread that watches those ranks
+(``_launch_process_observer``, which SIGKILLs every process, saying nothing useful, when one
+exits). :mod:`classicnets.launch` replaces both through :func:`replace_launcher_hooks`.
+
+Importing this module checks that each name still exists where it is patched, so that a
+Lightning release that renames one fails at once, naming it and the versions involved, instead
+of silently running Lightning's own hook. ``pyproject.toml`` pins the minor version the tests ran
+with (:data:`TESTED_LIGHTNING`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+
+import lightning
+from lightning import Trainer
+from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
+from lightning.pytorch.loops import fit_loop
+from lightning.pytorch.strategies.launchers import subprocess_script as pytorch_launcher
+
+TESTED_LIGHTNING = "2.6"
+# (module, private name): the Fabric launcher defines each hook, the PyTorch one imports it.
+LAUNCHER_HOOKS: tuple[tuple[ModuleType, str], ...] = tuple(
+    (module, name)
+    for module in (pytorch_launcher, fabric_launcher)
+    for name in ("_hydra_subprocess_cmd", "_launch_process_observer")
+)
+# Every private name used here: the hooks replaced, and what the loader-position fix calls.
+PATCHED = (*LAUNCHER_HOOKS, (fit_loop._FitLoop, "_load_combined_loader_states"))
+
+
+class LightningChangedError(ImportError):
+    """A private Lightning name that classicnets patches is gone."""
+
+
+def check(patched: tuple[tuple[object, str], ...] = PATCHED) -> None:
+    """Fail loudly when a patched name is missing (a Lightning release renamed it)."""
+    for module, name in patched:
+        if not hasattr(module, name):
+            where = getattr(module, "__name__", type(module).__name__)
+            raise LightningChangedError(
+                f"{where}.{name} does not exist in Lightning {lightning.__version__}; "
+                f"classicnets patches it (classicnets/compat.py) and was tested with Lightning "
+                f"{TESTED_LIGHTNING}.x: install lightning~={TESTED_LIGHTNING}.0 or update compat.py"
+            )
+
+
+def replace_launcher_hooks(
+    child_command: Callable[[int], tuple[list[str], str]],
+    watch_children: Callable[[list], None],
+) -> None:
+    """Lightning's ``ddp`` launcher then starts ranks 1… with ``child_command(local_rank)``
+    (command, working directory) and hands the started processes to ``watch_children``."""
+    for module, name in LAUNCHER_HOOKS:
+        hook = child_command if name == "_hydra_subprocess_cmd" else watch_children
+        setattr(module, name, hook)
+
+
+def restore_train_loader_position(trainer: Trainer) -> None:
+    """Apply the checkpoint's train loader state that the fit loop held back (see above), and
+    restart the loader's iterator from it; a no-op where the loop applied it itself."""
+    loop = trainer.fit_loop
+    for name in ("_combined_loader_states_to_load", "_data_fetcher"):
+        if not hasattr(loop, name):
+            check(((loop, name),))  # raises, naming it
+    if loop.restarting and loop._combined_loader_states_to_load and loop._data_fetcher:
+        loop._load_combined_loader_states()
+        iter(loop._data_fetcher)  # the iterator was made before the state was loaded
+
+
+check()
