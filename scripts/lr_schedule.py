@@ -27,7 +27,7 @@ from lightning import LightningModule
 from omegaconf import DictConfig
 
 from classicnets.diagnostics import schedule as sched
-from classicnets.diagnostics.recipe import compose_recipe, recipe_name
+from classicnets.diagnostics.recipe import compose_recipe, one_line, recipe_name
 from classicnets.errors import exit_on_user_error
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         lines = run(args.overrides, args.png)
     except HydraException as err:  # an unknown model=NAME, a misspelt key
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     print("\n".join(lines))
     return 0

@@ -38,3 +38,15 @@ def recipe_name(overrides: Sequence[str]) -> str:
 def overridden(overrides: Sequence[str], key: str) -> bool:
     """Whether the overrides set ``key`` (``data.root``)."""
     return any(o.split("=", 1)[0].lstrip("+~") == key for o in overrides)
+
+
+def one_line(err: Exception) -> str:
+    """Hydra's message on one line: an unknown ``model=NAME`` lists the options below it (its
+    config search path, after them, is left out)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if "Config search path:" in lines:
+        lines = lines[: lines.index("Config search path:")]
+    first, *rest = lines
+    if len(rest) < 2:
+        return " ".join(lines)
+    return f"{first}; {rest[0].rstrip(':').lower()}: {', '.join(rest[1:])}"
