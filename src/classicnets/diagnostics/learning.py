@@ -29,6 +29,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.data import ConcatDataset, DataLoader, TensorDataset
 
+from classicnets.pipeline import seed_everything
+
 # Floors, from what each figure means (the README's "Shown to learn" gives the reasoning):
 # the logits must vary from image to image by far more than float32 resolves in a loss of ~ln(C)
 # (ulp(2.3) ≈ 2.4e-7): VGG-16 at the paper's N(0, 0.01) gives ~1e-8, a sound init 1e-2 or more.
@@ -207,7 +209,7 @@ def check(cfg: DictConfig, images: int, passes: int, output_dir: Path) -> Figure
     count = images // batch_size * batch_size
     if count == 0:
         raise ValueError(f"--images {images} is fewer than the batch of {batch_size}")
-    torch.manual_seed(int(cfg.seed))
+    seed_everything(cfg.seed)  # the same images, augmentation and init on every run
     datamodule, x, y = fixed_images(cfg, count)
     module = hydra.utils.instantiate(
         cfg.model,

@@ -81,19 +81,16 @@ def count_epoch(cfg: DictConfig) -> tuple[EpochSize, Any]:
     there, else (an ImageNet tree not built yet) ILSVRC-2012's training set."""
     datamodule = hydra.utils.instantiate(cfg.data)
     batch_size = int(cfg.data.batch_size)
-    root = cfg.data.get("root")
-    train_split = cfg.data.get("train_split", "train")
-    if (
-        type(datamodule).__name__ == "ImageNetDataModule"
-        and not (Path(str(root)).expanduser() / train_split).is_dir()
-    ):
+    folders = type(datamodule).__name__ == "ImageNetDataModule"  # an ImageFolder tree
+    train = Path(str(cfg.data.get("root"))).expanduser() / cfg.data.get("train_split", "train")
+    if folders and not train.is_dir():
         images = ILSVRC2012_TRAIN_IMAGES
-        source = f"ILSVRC-2012's {images:,} training images (no tree at data.root={root})"
+        source = f"ILSVRC-2012's {images:,} training images (no tree at data.root={cfg.data.root})"
         return EpochSize(images, images // batch_size, source), datamodule  # drop_last
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
     images = len(loader.dataset)
-    where = f" under {root}/{train_split}" if root and "source" not in cfg.data else ""
+    where = f" under {train}" if folders else ""
     source = f"{images:,} training images counted{where} ({type(datamodule).__name__})"
     return EpochSize(images, len(loader), source), datamodule
 
