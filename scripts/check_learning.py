@@ -31,7 +31,13 @@ from hydra.errors import HydraException
 from omegaconf import open_dict
 
 from classicnets.diagnostics import learning
-from classicnets.diagnostics.recipe import compose_recipe, one_line, overridden, recipe_name
+from classicnets.diagnostics.recipe import (
+    compose_recipe,
+    console_logging,
+    one_line,
+    overridden,
+    recipe_name,
+)
 from classicnets.errors import exit_on_user_error
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -147,6 +153,7 @@ def run_all(rows: Sequence[tuple[str, tuple[str, ...]]], args: argparse.Namespac
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
+    console_logging()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no GPU/TPU banners
     for noise in ("does not have many workers", "no `val_dataloader`", "LeafSpec"):
         warnings.filterwarnings("ignore", f".*{noise}.*")  # the check has no val set, by design

@@ -27,7 +27,12 @@ from lightning import LightningModule
 from omegaconf import DictConfig
 
 from classicnets.diagnostics import schedule as sched
-from classicnets.diagnostics.recipe import compose_recipe, one_line, recipe_name
+from classicnets.diagnostics.recipe import (
+    compose_recipe,
+    console_logging,
+    one_line,
+    recipe_name,
+)
 from classicnets.errors import exit_on_user_error
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -130,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml")
     parser.add_argument("--png", type=Path, help="default: logs/lr_schedule/<model>.png")
     args = parser.parse_args(argv)
+    console_logging()
     try:
         lines = run(args.overrides, args.png)
     except HydraException as err:  # an unknown model=NAME, a misspelt key

@@ -115,3 +115,13 @@ def test_the_logit_floor_catches_sixteen_layers_at_n_0_001_not_he_init() -> None
     assert layer == "0.weight"
     assert paper < 1e-8 < learning.LOGIT_SPREAD_FLOOR < 1e-2 < he
     assert grad < 1e-8 < he_grad
+
+
+def test_a_missing_tree_is_one_error_line(
+    check_learning: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        check_learning.main(["model=resnet18", f"data.root={tmp_path / 'missing'}"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: data.root ") and "does not exist" in err[0]

@@ -5,8 +5,8 @@ The images come through the recipe's DataModule (its training preset at its pape
 normalisation), drawn once and kept, so every pass sees the same batches. The run is a Lightning
 fit with the recipe's optimizer, LR (scaled to the small batch by the module's linear rule), weight
 decay, auxiliary losses and behaviour callbacks (ZFNet's filter renormalisation, LeNet-5's
-curvature estimate), in one epoch: epoch schedules do not step, the paper's first epoch is what is
-checked.
+curvature estimate, GoogLeNet's averaging), in one epoch: epoch schedules do not step, what is
+checked is how the run starts.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from classicnets.pipeline import seed_everything
 # (ulp(2.3) ≈ 2.4e-7): VGG-16 at the paper's N(0, 0.01) gives ~1e-8, a sound init 1e-2 or more.
 LOGIT_SPREAD_FLOOR = 1e-4
 # The first update must move the first layer by more than float32 keeps of a weight (2^-24 ≈ 6e-8
-# relative) with room to spare: at 1e-6 a 450,000-step ImageNet run moves it by under half its norm.
+# relative) with room to spare: at 1e-6, 450,000 ImageNet steps move it by at most 0.45 of its norm.
 FIRST_STEP_FLOOR = 1e-6
 # The loss on the images it trains on must fall by this fraction from the first pass to the last.
 LOSS_CUT_FLOOR = 0.3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,3 +51,12 @@ def one_line(err: Exception) -> str:
     if len(rest) < 2:
         return " ".join(lines)
     return f"{first}; {rest[0].rstrip(':').lower()}: {', '.join(rest[1:])}"
+
+
+def console_logging() -> None:
+    """Warnings to stderr, once each: ``exit_on_user_error`` logs its ``error:`` line (for a run's
+    log file) and prints it, and a script has no log file, so the logged copy is dropped."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("classicnets").addFilter(
+        lambda record: not record.getMessage().startswith("error: ")
+    )
