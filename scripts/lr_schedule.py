@@ -99,7 +99,7 @@ def draw(schedule: sched.Schedule, title: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.step(epochs, lrs, where="post", label="learning rate")
     if schedule.plateau is not None:
-        cap = sched.plateau_cap(schedule.plateau) or 3
+        cap = sched.plateau_cap(schedule.plateau) or 3  # uncapped: AlexNet and VGG reduced 3 times
         for k in range(1, cap + 1):
             level = lrs[-1] * schedule.plateau.factor**k
             ax.axhline(level, ls="--", lw=0.8, color="grey")

@@ -16,6 +16,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from classicnets.models import get_model
+from classicnets.models.init_from import init_from as copy_weights_from
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class ClassificationModule(LightningModule):
         batch_size: this run's global batch.
         scale_lr: apply the linear scaling rule when ``batch_size != reference_batch_size``.
         warmup_epochs: gradual warm-up length when the scaled LR is larger than the paper's.
+        init_from: a checkpoint or weights file the network starts from (``models/init_from.py``).
     """
 
     def __init__(
@@ -88,14 +90,18 @@ class ClassificationModule(LightningModule):
         batch_size: int | None = None,
         scale_lr: bool = True,
         warmup_epochs: float = 5.0,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
-        # The factories are code, not hyperparameters; their config is stored by train.py.
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        # The factories are code, not hyperparameters; their config is stored by train.py. The
+        # init_from file is only the start: a checkpoint of this run rebuilds without it.
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "init_from"])
         net_kwargs = {k: v for k, v in net.items() if k != "name"}
         self.net: nn.Module = get_model(
             net["name"], num_classes=num_classes, in_channels=in_channels, **net_kwargs
         )
+        if init_from is not None:
+            copy_weights_from(self.net, net["name"], init_from)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.aux_loss_weights = tuple(aux_loss_weights)
@@ -111,8 +117,13 @@ class ClassificationModule(LightningModule):
             self.metrics[f"{stage}_metrics"] = MetricCollection(accuracy, prefix=prefix)
         self.mean_loss = nn.ModuleDict({f"{s}_loss": MeanMetric() for s in ("val", "test")})
 
-    def forward(self, images: Tensor) -> Tensor:
-        """Class scores; ``(B, n_crops, C, H, W)`` input averages the softmax over the crops."""
+    def forward(self, images: Tensor | list[list[Tensor]]) -> Tensor:
+        """Class scores; ``(B, n_crops, C, H, W)`` input averages the softmax over the crops, and
+        a whole-image protocol's groups of views (``data/protocols.py``) the softmax over each
+        group's views, then over the groups."""
+        if isinstance(images, list):
+            groups = [torch.cat([self.net(v).softmax(dim=-1) for v in g]).mean(0) for g in images]
+            return torch.stack(groups).mean(0, keepdim=True).clamp_min(1e-12).log()
         if images.ndim == 5:
             batch, crops = images.shape[:2]
             logits = self.net(images.flatten(0, 1))

@@ -38,16 +38,16 @@ from classicnets.data.folder import (
     read_class_names,
 )
 from classicnets.data.presets import make_train_preset
-from classicnets.data.protocols import make_protocol
+from classicnets.data.protocols import collate_views, make_protocol
 from classicnets.data.sampling import EvenShardBatchSampler, train_sampler
 from classicnets.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     LIGHTING_STD,
     PCA_EIGVAL,
     PCA_EIGVEC,
     DeviceAugment,
+    pixel_scale,
 )
+from classicnets.safe_load import load_file
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,14 @@ class ImageNetDataModule(LightningDataModule):
         batch_size: the global training batch (the paper's), split over the devices.
         eval_batch_size: global evaluation batch; None keeps crops per batch ≈ batch_size.
         input_size: the crop side (AlexNet 227, the others 224).
-        train_preset: alexnet | vgg | googlenet | resnet | torchvision (``presets.py``).
+        train_preset: a paper's augmentation, ``presets.TRAIN_PRESETS``.
         train_scale: [min, max] shorter side for the presets that rescale.
-        val_protocol, test_protocol: center_crop | ten_crop | googlenet_144 | multi_scale.
+        val_protocol, test_protocol: a name in ``protocols.EVAL_PROTOCOLS``.
         eval_resize: shorter side for center_crop and ten_crop; test_scales for the others.
-        mean, std, pca_eigval, pca_eigvec, lighting_std: pixel statistics in [0, 1].
+        normalization: the pixel scale (``transforms.PIXEL_SCALES``); None: the preset's paper's.
+        mean, std: the dataset's per-channel statistics in [0, 1] units; None: ImageNet's.
+        mean_image: a file of scripts/compute_pca.py whose per-pixel mean image replaces the mean.
+        pca_eigval, pca_eigvec, lighting_std: AlexNet's PCA lighting, pixels in [0, 1].
     """
 
     in_channels = 3
@@ -87,8 +90,10 @@ class ImageNetDataModule(LightningDataModule):
         test_protocol: str = "center_crop",
         eval_resize: int = 256,
         test_scales: Sequence[int] | None = None,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        normalization: str | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        mean_image: str | Path | None = None,
         pca_eigval: Sequence[float] = PCA_EIGVAL,
         pca_eigvec: Sequence[Sequence[float]] = PCA_EIGVEC,
         lighting_std: float = LIGHTING_STD,
@@ -118,13 +123,14 @@ class ImageNetDataModule(LightningDataModule):
                 test_protocol, input_size=input_size, resize=eval_resize, scales=scales
             ),
         }
+        self.pixel_scale = pixel_scale(normalization or preset.normalization, mean, std)
         self.device_augment = DeviceAugment(
-            [float(m) for m in mean],
-            [float(s) for s in std],
+            self.pixel_scale,
             photometric=preset.photometric,
             eigval=[float(v) for v in pca_eigval],
             eigvec=[[float(v) for v in row] for row in pca_eigvec],
             lighting_std=lighting_std,
+            mean_image=read_mean_image(mean_image) if mean_image is not None else None,
             channels_last=channels_last,
         )
         self.datasets: dict[str, ImageFolderDataset] = {}
@@ -144,10 +150,6 @@ class ImageNetDataModule(LightningDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-    @property
-    def class_to_idx(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.classes)}
 
     @property
     def class_names(self) -> list[str]:
@@ -258,7 +260,11 @@ class ImageNetDataModule(LightningDataModule):
         return self._eval_loader("test")
 
     def _eval_loader(self, key: str) -> DataLoader:
-        dataset, n_crops, size = self.datasets[key], self.transforms[key].n_crops, self.input_size
+        dataset, protocol = self.datasets[key], self.transforms[key]
+        if getattr(protocol, "whole_image", False):  # whole images of any size: one per batch
+            sampler = EvenShardBatchSampler(len(dataset), 1, self.world_size, self.rank)
+            return self._loader(dataset, batch_sampler=sampler, collate_fn=collate_views)
+        n_crops, size = protocol.n_crops, getattr(protocol, "size", self.input_size)
         # Default: as many crops per batch as training has images, so multi-crop memory stays flat.
         total = self.eval_batch_size or max(1, self.batch_size // n_crops)
         batch = max(1, math.ceil(total / self.world_size))
@@ -279,6 +285,9 @@ class ImageNetDataModule(LightningDataModule):
         images, targets = batch
         training = self.trainer is not None and self.trainer.training
         self._report_skips()
+        if isinstance(images, list):  # a whole-image protocol's groups of views (protocols.py)
+            views = [[self.device_augment(v, train=False) for v in group] for group in images]
+            return views, targets
         return self.device_augment(images, train=training), targets
 
     def _split_datasets(self) -> list[ImageFolderDataset]:
@@ -308,6 +317,20 @@ class ImageNetDataModule(LightningDataModule):
                 "skipped %d undecodable image files: %s%s",
                 len(files), ", ".join(files[:20]), " ..." if len(files) > 20 else "",
             )  # fmt: skip
+
+
+def read_mean_image(path: str | Path) -> Tensor:
+    """The (3, H, W) per-pixel mean, in [0, 1] units, from a scripts/compute_pca.py file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"data.mean_image={path} does not exist; write it with "
+            "python scripts/compute_pca.py DATA_ROOT --out FILE"
+        )
+    stats = load_file(path)
+    if not isinstance(stats, dict) or not isinstance(stats.get("mean_image"), Tensor):
+        raise FileNotFoundError(f"{path} holds no 'mean_image'; write one with compute_pca.py")
+    return stats["mean_image"]
 
 
 def _holds_images(class_dir: Path) -> bool:

