@@ -143,7 +143,14 @@ def run_all(rows: Sequence[tuple[str, tuple[str, ...]]], args: argparse.Namespac
     for name, extra in rows:
         flags = [f"--images={args.images}", f"--batch-size={args.batch_size}"]
         own = parse([*flags, f"--passes={args.passes}", f"model={name}", *args.overrides, *extra])
-        figures = measure(own.overrides, own)
+        try:
+            figures = measure(own.overrides, own)
+        except Exception as err:  # a recipe that does not build: its row says so, the rest run
+            message = " ".join(str(err).split()).replace("|", "/")[:300]
+            print(f"{name}: error: {message}", file=sys.stderr, flush=True)
+            lines.append(f"| `{name}` | error: {message} ||||||||| `{' '.join(extra)}` |")
+            failed += 1
+            continue
         print(verdict(name, figures), file=sys.stderr, flush=True)
         lines.append(markdown_row(name, extra, figures))
         failed += bool(figures.failures)

@@ -121,7 +121,7 @@ def test_a_missing_tree_is_one_error_line(
     check_learning: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exited:
-        check_learning.main(["model=resnet18", f"data.root={tmp_path / 'missing'}"])
+        check_learning.main(["model=resnet50", f"data.root={tmp_path / 'missing'}"])
     assert exited.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: data.root ") and "does not exist" in err[0]

