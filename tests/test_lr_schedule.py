@@ -66,6 +66,7 @@ def test_alexnet_warm_up_follows_the_batch_and_its_plateau_is_printed_as_a_rule(
     assert list(epoch_lrs(paper).values()) == [approx(0.01)] * 90  # batch 128: the paper's
     rule = next(line for line in paper if line.startswith("plateau: "))
     assert rule.startswith("plateau: lr ×0.1 when val/acc_top1 has not risen")
+    assert rule.endswith("; at most 3 reductions")  # section 5: "reduced three times"
 
     doubled = epoch_lrs(lr_schedule.run(["model=alexnet", "data.batch_size=256"], tmp_path / "b"))
     # 5,004 steps an epoch; the warm-up spans 5 of 90 epochs: 25,020 steps from 0.02/1000.
