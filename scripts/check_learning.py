@@ -135,11 +135,13 @@ def markdown_row(name: str, extra: Sequence[str], f: learning.Figures) -> str:
 
 
 def run_all(rows: Sequence[tuple[str, tuple[str, ...]]], args: argparse.Namespace) -> int:
-    header = (
+    """One markdown row per recipe, printed as soon as it is measured; exit 1 if any fails."""
+    print(
         "| recipe | input | batch | lr | logit spread | first step | loss (cut) | s | learns | "
-        "settings |\n|---|---|---|---|---|---|---|---|---|---|"
+        "settings |\n|---|---|---|---|---|---|---|---|---|---|",
+        flush=True,
     )
-    lines, failed = [header], 0
+    failed = 0
     for name, extra in rows:
         flags = [f"--images={args.images}", f"--batch-size={args.batch_size}"]
         own = parse([*flags, f"--passes={args.passes}", f"model={name}", *args.overrides, *extra])
@@ -148,13 +150,12 @@ def run_all(rows: Sequence[tuple[str, tuple[str, ...]]], args: argparse.Namespac
         except Exception as err:  # a recipe that does not build: its row says so, the rest run
             message = " ".join(str(err).split()).replace("|", "/")[:300]
             print(f"{name}: error: {message}", file=sys.stderr, flush=True)
-            lines.append(f"| `{name}` | error: {message} ||||||||| `{' '.join(extra)}` |")
+            print(f"| `{name}` | error: {message} ||||||||| `{' '.join(extra)}` |", flush=True)
             failed += 1
             continue
         print(verdict(name, figures), file=sys.stderr, flush=True)
-        lines.append(markdown_row(name, extra, figures))
+        print(markdown_row(name, extra, figures), flush=True)
         failed += bool(figures.failures)
-    print("\n".join(lines))
     return 1 if failed else 0
 
 
