@@ -130,15 +130,15 @@ def markdown_row(name: str, extra: Sequence[str], f: learning.Figures) -> str:
     return (
         f"| `{name}` | {f.input_shape[-1]} | {f.batch_size} | {f.lr:.3g} | {f.logit_spread:.3g} | "
         f"{f.first_step:.2g} | {f.loss_first_pass:.2f} → {f.loss_last_pass:.2f} "
-        f"({f.loss_cut:+.0%}) | {f.seconds:.0f} | {ok} | `{settings}` |"
+        f"({-f.loss_cut:+.0%}) | {f.seconds:.0f} | {ok} | `{settings}` |"
     )
 
 
 def run_all(rows: Sequence[tuple[str, tuple[str, ...]]], args: argparse.Namespace) -> int:
     """One markdown row per recipe, printed as soon as it is measured; exit 1 if any fails."""
     print(
-        "| recipe | input | batch | lr | logit spread | first step | loss (cut) | s | learns | "
-        "settings |\n|---|---|---|---|---|---|---|---|---|---|",
+        "| recipe | input | batch | lr | logit spread | first step | loss, first → last pass | s "
+        "| learns | settings |\n|---|---|---|---|---|---|---|---|---|---|",
         flush=True,
     )
     failed = 0
