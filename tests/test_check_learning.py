@@ -125,3 +125,15 @@ def test_a_missing_tree_is_one_error_line(
     assert exited.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: data.root ") and "does not exist" in err[0]
+
+
+def test_all_prints_a_markdown_row_per_recipe_and_goes_on_past_one_that_does_not_build(
+    check_learning: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert check_learning.main(["--all", "lenet5_modern,no_such_net", "--passes=2"]) == 1
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0].startswith("| recipe | input | batch | lr |") and rows[1].startswith("|---|")
+    # lenet5_modern's row uses its FAMILIES settings (its own batch, 100 passes) over --passes=2
+    assert rows[2].startswith("| `lenet5_modern` | 32 | 32 | 0.01 |") and "| yes |" in rows[2]
+    assert rows[3].startswith("| `no_such_net` | error: ") and "no_such_net" in rows[3]
+    assert len(rows) == 4
