@@ -32,8 +32,8 @@ from torch.utils.data import ConcatDataset, DataLoader, TensorDataset
 
 # Floors, from what each figure means (the README's "Shown to learn" gives the reasoning):
 # the logits must vary from image to image by far more than float32 resolves in a loss of ~ln(C)
-# (ulp(2.3) ≈ 2.4e-7): VGG-16 at the paper's N(0, 0.01) gives 3e-6 on 0-255 pixels, a sound
-# init 1e-2 or more.
+# (ulp(2.3) ≈ 2.4e-7): VGG-16 at the paper's N(0, 0.01) gives 3e-6 on 0-255 pixels, the other
+# recipes 1.7e-3 or more.
 LOGIT_SPREAD_FLOOR = 1e-4
 # The first update must move the first layer by more than float32 keeps of a weight (2^-24 ≈ 6e-8
 # relative) with room to spare: at 1e-6, 450,000 ImageNet steps move it by at most 0.45 of its norm.
