@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -221,7 +222,11 @@ class ClassificationModule(LightningModule):
             settings = dict(self.hparams.scheduler_config or {})
             if settings.get("monitor") is None:
                 settings.pop("monitor", None)
-            schedulers.append({"scheduler": self.scheduler_factory(optimizer), **settings})
+            # A schedule whose length follows the run (LinearDecayLR) takes the run's step count.
+            takes_length = "total_steps" in inspect.signature(self.scheduler_factory).parameters
+            length = {"total_steps": int(self.trainer.estimated_stepping_batches)}
+            scheduler = self.scheduler_factory(optimizer, **(length if takes_length else {}))
+            schedulers.append({"scheduler": scheduler, **settings})
         if warmup:
             # Built after the main scheduler: both scale the LR multiplicatively, so they chain.
             steps = max(1, int(self.trainer.estimated_stepping_batches * warmup))

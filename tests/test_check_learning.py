@@ -1,0 +1,139 @@
+"""scripts/check_learning.py: the cheap recipes learn on real digits, a broken one is named with
+exit 1, and the floors catch the vanishing signal of a deep net at N(0, 0.01)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+from torch import nn
+
+from classicnets.diagnostics import learning
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_learning.py"
+
+
+@pytest.fixture(scope="module")
+def check_learning() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("check_learning", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["check_learning"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder of this module's own: the digit tree is written into it once."""
+    return tmp_path_factory.mktemp("data")
+
+
+def figures(check_learning: ModuleType, *argv: str) -> learning.Figures:
+    args = check_learning.parse(list(argv))
+    return check_learning.measure(args.overrides, args)
+
+
+def test_lenet5_learns_the_digits_with_sdlm_per_pattern(check_learning: ModuleType) -> None:
+    f = figures(check_learning, "model=lenet5", "--passes=4")
+    assert f.batch_size == 1  # never above the recipe's batch: SDLM's per-pattern updates
+    assert f.input_shape == (1, 32, 32)
+    assert f.steps == 32 * 4
+    assert f.failures == []
+    assert f.loss_last_pass < 0.7 * f.loss_first_pass
+
+
+def test_lenet5_modern_learns_at_its_own_batch(
+    check_learning: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["model=lenet5_modern", "--batch-size=32", "--images=64", "--passes=100"]
+    assert check_learning.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("lenet5_modern: learns (loss -")
+    assert re.search(
+        r"^  lr \(scaled to the batch\) +0\.01$", out, re.MULTILINE
+    )  # the paper's batch
+
+
+def test_a_recipe_that_cannot_move_its_weights_exits_1_and_says_why(
+    check_learning: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert check_learning.main(["model=lenet5_modern", "model.optimizer.lr=0", "--passes=2"]) == 1
+    verdict = capsys.readouterr().out.splitlines()[0]
+    assert verdict.startswith("lenet5_modern: does NOT learn (")
+    assert "first-layer step 0.00e+00 < 1e-06" in verdict and "loss cut 0% < 30%" in verdict
+
+
+def test_imagenet_recipes_read_the_digits_as_jpegs_at_their_paper_input(
+    check_learning: ModuleType, data_dir: Path
+) -> None:
+    f = figures(
+        check_learning, "model=shufflenet_v2_x0_5", f"paths.data_dir={data_dir}",
+        "--images=8", "--passes=1",
+    )  # fmt: skip
+    assert f.input_shape == (3, 224, 224)
+    assert f.batch_size == 8 and f.steps == 1
+    assert f.lr == pytest.approx(0.5 * 8 / 1024)  # the recipe's LR, by the linear rule
+    assert all(math.isfinite(v) for v in (f.logit_spread, f.first_grad_norm, f.first_step))
+    tree = data_dir / "mnist_jpeg"
+    assert sorted(p.name for p in (tree / "train").iterdir()) == [f"digit{d}" for d in range(10)]
+    counts = {split: len(list((tree / split).glob("*/*.JPEG"))) for split in ("train", "val")}
+    assert counts == {"train": 300, "val": 50}
+    written = (tree / "train" / "digit0").stat().st_mtime_ns
+    assert learning.digit_tree(tree) == tree  # reused, not rewritten
+    assert (tree / "train" / "digit0").stat().st_mtime_ns == written
+
+
+def _deep_net(init: str) -> nn.Sequential:
+    """13 3×3 convolutions and 3 linear layers, VGG-16's depth on 8×8 inputs."""
+    layers: list[nn.Module] = [nn.Conv2d(3, 32, 3, padding=1), nn.ReLU()]
+    for _ in range(12):
+        layers += [nn.Conv2d(32, 32, 3, padding=1), nn.ReLU()]
+    layers += [nn.Flatten(), nn.Linear(32 * 64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU()]
+    net = nn.Sequential(*layers, nn.Linear(256, 10))
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            if init == "paper":
+                nn.init.normal_(m.weight, 0.0, 0.01)  # VGG section 3.1
+            else:
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    return net
+
+
+def test_the_logit_floor_catches_sixteen_layers_at_n_0_001_not_he_init() -> None:
+    torch.manual_seed(0)
+    images, targets = torch.randn(16, 3, 8, 8), torch.arange(16) % 10
+    paper, layer, grad = learning.init_signal(_deep_net("paper"), images, targets, 8)
+    he, _, he_grad = learning.init_signal(_deep_net("he"), images, targets, 8)
+    assert layer == "0.weight"
+    assert paper < 1e-8 < learning.LOGIT_SPREAD_FLOOR < 1e-2 < he
+    assert grad < 1e-8 < he_grad
+
+
+def test_a_missing_tree_is_one_error_line(
+    check_learning: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        check_learning.main(["model=resnet50", f"data.root={tmp_path / 'missing'}"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: data.root ") and "does not exist" in err[0]
+
+
+def test_all_prints_a_markdown_row_per_recipe_and_goes_on_past_one_that_does_not_build(
+    check_learning: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert check_learning.main(["--all", "lenet5_modern,no_such_net", "--passes=2"]) == 1
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0].startswith("| recipe | input | batch | lr |") and rows[1].startswith("|---|")
+    # lenet5_modern's row uses its FAMILIES settings (its own batch, 100 passes) over --passes=2
+    assert rows[2].startswith("| `lenet5_modern` | 32 | 32 | 0.01 |") and "| yes |" in rows[2]
+    assert rows[3].startswith("| `no_such_net` | error: ") and "no_such_net" in rows[3]
+    assert len(rows) == 4
