@@ -88,15 +88,20 @@ class CheckpointOnSignal(Callback):
     SIGUSR1 is what SLURM sends before preemption or the time limit (``--signal=USR1@120``,
     conf/launcher/slurm.yaml). Lightning's own handlers save checkpoints and broadcast from
     inside the signal handler, at whatever point each rank happens to be; under DDP that met other
-    collectives and hung. Here the handler only records the signal. After every training batch
-    the ranks agree (one all-reduce) whether any of them got one, and then all of them save, the
-    job is requeued (rank 0, ``scontrol requeue``, as Lightning does) and training ends with
-    ``SIGTERMException``, exit status 128 + signal.
+    collectives and hung. Here the handler only records the signal. One process looks at the
+    record after every training batch (a set lookup); several agree (one all-reduce) every
+    ``check_every_n_steps`` batches whether any of them got one, so no step waits on a collective
+    and a signal stops them within that many steps. Then all of them save, the job is requeued
+    (rank 0, ``scontrol requeue``, as Lightning does) and training ends with ``SIGTERMException``,
+    exit status 128 + signal.
     A checkpoint saved mid-epoch resumes that epoch from its first batch (Lightning's way with
     samplers that keep no position), so only a stop at an epoch end resumes exactly.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, check_every_n_steps: int = 100) -> None:
+        if check_every_n_steps < 1:
+            raise ValueError(f"check_every_n_steps must be >= 1, got {check_every_n_steps}")
+        self.check_every_n_steps = check_every_n_steps
         self._received: set[int] = set()
         self._previous: dict[int, Any] = {}
         self._requeue_signal: int | None = None
@@ -104,7 +109,7 @@ class CheckpointOnSignal(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        env = trainer._accelerator_connector.cluster_environment
+        env = getattr(trainer.strategy, "cluster_environment", None)
         requeue = isinstance(env, SLURMEnvironment) and env.auto_requeue and env.requeue_signal
         self._requeue_signal = int(requeue) if requeue else None
         self._received.clear()
@@ -117,17 +122,16 @@ class CheckpointOnSignal(Callback):
         self._received.add(signum)
 
     def on_train_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        # [the signal received (the highest, 0 for none), whether it asks for a requeue]
-        flags = torch.tensor(
-            [max(self._received, default=0), self._requeue_signal in self._received],
-            dtype=torch.int32,
-            device=trainer.strategy.root_device,
-        )
         if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
-            dist.all_reduce(flags, op=dist.ReduceOp.MAX)  # a signal on any rank stops them all
-        signum, requeue = int(flags[0]), bool(flags[1])
+            if (batch_idx + 1) % self.check_every_n_steps:
+                return
+            signum, requeue = self._agree(trainer)
+        elif self._received:
+            signum, requeue = max(self._received), self._requeue_signal in self._received
+        else:
+            return
         if not signum:
             return
         path = self._save_last(trainer)
@@ -139,6 +143,16 @@ class CheckpointOnSignal(Callback):
             requeue_slurm_job()
         stop_child_watch()  # the children exit as this process does, not killed by Lightning
         raise SIGTERMException(128 + signum)
+
+    def _agree(self, trainer: Trainer) -> tuple[int, bool]:
+        """(the highest signal any rank received, 0 for none; whether it asks for a requeue)."""
+        flags = torch.tensor(
+            [max(self._received, default=0), self._requeue_signal in self._received],
+            dtype=torch.int32,
+            device=trainer.strategy.root_device,
+        )
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)  # a signal on any rank stops them all
+        return int(flags[0]), bool(flags[1])
 
     @staticmethod
     def _save_last(trainer: Trainer) -> Path:
