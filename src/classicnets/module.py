@@ -82,7 +82,8 @@ class ClassificationModule(LightningModule):
         batch_size: this run's global batch.
         scale_lr: apply the linear scaling rule when ``batch_size != reference_batch_size``.
         warmup_epochs: gradual warm-up length when the scaled LR is larger than the paper's.
-        compile: ``torch.compile`` the network (``model.compile=true``).
+        compile: ``torch.compile`` the network (``model.compile=true``); a string names the
+            backend (``aot_eager``: traced, no code generation, a quick check that it compiles).
         check_every_n_steps: how often the ranks agree that the loss is finite (one host sync);
             a non-finite loss stops the run within this many steps, before any checkpoint.
         updates_per_step: optimizer steps per training batch, each on the next
@@ -106,7 +107,7 @@ class ClassificationModule(LightningModule):
         batch_size: int | None = None,
         scale_lr: bool = True,
         warmup_epochs: float = 5.0,
-        compile: bool = False,
+        compile: bool | str = False,
         check_every_n_steps: int = 100,
         updates_per_step: int = 1,
     ) -> None:
@@ -141,7 +142,8 @@ class ClassificationModule(LightningModule):
         wrapper shares the eager network's parameters and is kept outside the module's children,
         so checkpoints keep the eager ``state_dict`` keys and load into an uncompiled module."""
         if self.hparams.compile and self._compiled is None:
-            object.__setattr__(self, "_compiled_net", torch.compile(self.net))
+            backend = "inductor" if self.hparams.compile is True else str(self.hparams.compile)
+            object.__setattr__(self, "_compiled_net", torch.compile(self.net, backend=backend))
 
     @property
     def _compiled(self) -> Callable[[Tensor], Any] | None:
@@ -237,9 +239,9 @@ class ClassificationModule(LightningModule):
             preds, targets, losses, sizes = window.stacked()
             self.train_metrics.update(preds, targets)
             self.train_loss.update(losses, weight=sizes)
-            if log_loss:  # the window's mean, as the progress bar and the step logs show it
+            if log_loss:  # the window's mean, for the progress bar (the logs get epoch means)
                 mean = (losses * sizes).sum() / sizes.sum()
-                self.log("train/loss", mean, prog_bar=True, on_step=True, on_epoch=False)
+                self.log("train/loss", mean, prog_bar=True, logger=False, on_step=True)
         window.clear()
 
     def on_train_epoch_end(self) -> None:

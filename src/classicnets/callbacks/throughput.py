@@ -53,16 +53,16 @@ class Throughput(Callback):
         if self._steps < self.every_n_steps:
             return
         elapsed = max(now - self._window_start, 1e-9)
-        pl_module.log_dict(
-            {
-                "perf/images_per_s": self._images * trainer.world_size / elapsed,
-                "perf/data_wait": self._waiting / elapsed,
-            },
-            on_step=True,
-            on_epoch=False,
-            prog_bar=True,
-            rank_zero_only=True,  # rank 0's clock speaks for all: no sync
-        )
+        metrics = {
+            "perf/images_per_s": self._images * trainer.world_size / elapsed,
+            "perf/data_wait": self._waiting / elapsed,
+        }
+        # Into the bar through Lightning; into the loggers at once, since Lightning writes step
+        # values only every log_every_n_steps, which these windows need not meet.
+        pl_module.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=True, logger=False)
+        if trainer.is_global_zero:  # rank 0's clock speaks for all: no sync
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
         self._window_start, self._waiting, self._images, self._steps = now, 0.0, 0, 0
 
 
