@@ -25,7 +25,8 @@ from classicnets.resume import AtomicCheckpointIO, latest_checkpoint, wandb_run_
 from run_helpers import REPO, TINY, SignalAt, load, signal_at, train
 
 # Bit-for-bit on CPU: deterministic algorithms, one thread, the test split left out.
-EXACT = (*TINY, "trainer.max_epochs=3", "trainer.deterministic=true", "test=false", "logger=none")
+EXACT = (*TINY, "trainer.max_epochs=3", "trainer.deterministic=true", "test=false", "logger=none",
+         "model.updates_per_step=1")  # fmt: skip  # a step per pattern: steps count patterns
 
 
 @pytest.mark.slow

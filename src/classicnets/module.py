@@ -114,6 +114,7 @@ class ClassificationModule(LightningModule):
         super().__init__()
         if updates_per_step < 1:
             raise ValueError(f"model.updates_per_step must be >= 1, got {updates_per_step}")
+        self.updates_per_step = updates_per_step
         self.automatic_optimization = updates_per_step == 1
         if check_every_n_steps < 1:
             raise ValueError(f"model.check_every_n_steps must be >= 1, got {check_every_n_steps}")
@@ -136,6 +137,14 @@ class ClassificationModule(LightningModule):
         # StepWindow): one torchmetrics update costs ~0.1 ms, a per-pattern LeNet-5 step ~2 ms.
         self.window = StepWindow()
         self._compile_timed = False
+
+    def setup(self, stage: str) -> None:
+        # Several updates per batch need one process: under DDP every update is a Lightning
+        # step of its own (DDP all-reduces once per forward), and the DataModule loads so.
+        if self.hparams.updates_per_step > 1 and self.trainer.world_size > 1:
+            log.info("model.updates_per_step applies to one process; under DDP it is 1")
+            self.updates_per_step = 1
+            self.automatic_optimization = True
 
     def configure_model(self) -> None:
         """``model.compile=true``: compile the network (not the module), once. The compiled
@@ -189,8 +198,8 @@ class ClassificationModule(LightningModule):
         ]
         clip = self.trainer.gradient_clip_val
         for slice_images, slice_targets in zip(
-            images.tensor_split(self.hparams.updates_per_step),
-            targets.tensor_split(self.hparams.updates_per_step),
+            images.tensor_split(self.updates_per_step),
+            targets.tensor_split(self.updates_per_step),
             strict=True,
         ):
             if not len(slice_targets):  # the epoch's last, shorter batch
@@ -321,7 +330,7 @@ class ClassificationModule(LightningModule):
 
     def _estimated_updates(self) -> int:
         """Optimizer steps in the whole run (Lightning counts batches)."""
-        return int(self.trainer.estimated_stepping_batches) * self.hparams.updates_per_step
+        return int(self.trainer.estimated_stepping_batches) * self.updates_per_step
 
     def _scaled_lr(self) -> tuple[float | None, float]:
         """(this run's LR, or None to keep the optimizer's; the warm-up's start factor 1/k, or 0

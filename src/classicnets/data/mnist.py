@@ -236,7 +236,8 @@ class MNISTDataModule(LightningDataModule):
             )
         return DataLoader(
             dataset,
-            batch_size=batch_size * self.hparams.updates_per_step,
+            # one process only: under DDP the module makes every update a step (its setup)
+            batch_size=batch_size * (self.hparams.updates_per_step if world_size == 1 else 1),
             sampler=train_sampler(dataset),
             num_workers=workers,
         )
