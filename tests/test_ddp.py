@@ -27,7 +27,8 @@ def _entries(directory: Path) -> set[str]:
 @pytest.mark.slow
 def test_ddp_run_stops_on_a_signal_to_rank_1_and_the_rerun_resumes(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    run = (*TINY, *DDP, "trainer.max_epochs=3", "logger=wandb", f"hydra.run.dir={run_dir}")
+    run = (*TINY, *DDP, "trainer.max_epochs=3", "logger=wandb", f"hydra.run.dir={run_dir}",
+           "callbacks.checkpoint_on_signal.check_every_n_steps=1")  # fmt: skip  # agree every step
     # SIGUSR1 (SLURM's warning) reaches rank 1 only, 5 steps an epoch: both ranks stop after
     # step 8, mid-epoch 1, with last.ckpt saved.
     train(tmp_path, *run, *signal_at(7, signal.SIGUSR1, rank=1), expect=128 + signal.SIGUSR1)

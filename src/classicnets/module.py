@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -197,13 +198,11 @@ class ClassificationModule(LightningModule):
             c.scheduler for c in self.trainer.lr_scheduler_configs if c.interval == "step"
         ]
         clip = self.trainer.gradient_clip_val
+        # Slices of the update batch (one process: the global batch), the epoch's last shorter.
+        size = self.hparams.batch_size or math.ceil(len(targets) / self.updates_per_step)
         for slice_images, slice_targets in zip(
-            images.tensor_split(self.updates_per_step),
-            targets.tensor_split(self.updates_per_step),
-            strict=True,
+            images.split(size), targets.split(size), strict=True
         ):
-            if not len(slice_targets):  # the epoch's last, shorter batch
-                continue
             loss = self._forward_loss(slice_images, slice_targets)
             optimizer.zero_grad(set_to_none=True)
             # Not manual_backward: its two callback rounds (on_before/after_backward) cost a

@@ -124,7 +124,7 @@ class CheckpointOnSignal(Callback):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
+        if _distributed(trainer):
             if (batch_idx + 1) % self.check_every_n_steps:
                 return
             signum, requeue = self._agree(trainer)
@@ -132,8 +132,17 @@ class CheckpointOnSignal(Callback):
             signum, requeue = max(self._received), self._requeue_signal in self._received
         else:
             return
-        if not signum:
-            return
+        if signum:
+            self._stop(trainer, signum, requeue)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Epochs shorter than check_every_n_steps: the ranks also agree at every epoch end.
+        if _distributed(trainer):
+            signum, requeue = self._agree(trainer)
+            if signum:
+                self._stop(trainer, signum, requeue)
+
+    def _stop(self, trainer: Trainer, signum: int, requeue: bool) -> None:
         path = self._save_last(trainer)
         rank_zero_info(
             f"stopped by signal {signum} at epoch {trainer.current_epoch}, global step "
@@ -177,6 +186,10 @@ class CheckpointOnSignal(Callback):
             for signum, handler in self._previous.items():
                 signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         self._previous.clear()
+
+
+def _distributed(trainer: Trainer) -> bool:
+    return trainer.world_size > 1 and dist.is_available() and dist.is_initialized()
 
 
 def requeue_slurm_job() -> None:
