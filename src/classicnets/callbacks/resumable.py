@@ -109,7 +109,9 @@ class CheckpointOnSignal(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        env = getattr(trainer.strategy, "cluster_environment", None)
+        env = getattr(trainer.strategy, "cluster_environment", None)  # DDP strategies
+        if env is None:  # a single-device strategy has none; only the private connector knows
+            env = trainer._accelerator_connector.cluster_environment
         requeue = isinstance(env, SLURMEnvironment) and env.auto_requeue and env.requeue_signal
         self._requeue_signal = int(requeue) if requeue else None
         self._received.clear()
