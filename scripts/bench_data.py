@@ -3,11 +3,14 @@ files, same augmentation, same run.
 
     python scripts/bench_data.py --fake 500 --preset alexnet --workers 1
     python scripts/bench_data.py --root /data/imagenet --limit 5000 --workers 4
+    python scripts/bench_data.py --fake 2000 --preset resnet --workers 2 --shards
 
 The reference is the classic pipeline: Pillow decode → the preset's crop and flip → ToTensor →
 PCA lighting → Normalize, one image at a time in the workers. Ours ships uint8 crops and leaves
 the float work to the accelerator; "ours + CPU normalise" also runs that work on this CPU, in
-the main process, to show what it would cost without an accelerator.
+the main process, to show what it would cost without an accelerator. ``--shards`` first
+converts the same files into litdata shards (make_shards' item format, timed: the conversion
+cost) and adds our pipeline reading them through litdata's StreamingDataLoader (imagenet_shards).
 
 Per core = images / CPU seconds of the main process and its persistent workers (getrusage and
 /proc, so Linux), over epochs after the first: the figure holds on a busy machine where wall
@@ -30,6 +33,7 @@ import numpy as np
 import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
+from litdata import StreamingDataLoader, optimize
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -37,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 from classicnets.data.fake import make_fake_imagenet
 from classicnets.data.folder import FileIndex, ImageFolderDataset, SkipCollate, find_classes
 from classicnets.data.presets import make_train_preset
+from classicnets.data.shards import ShardImages
 from classicnets.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -141,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--limit", type=int, default=0, help="use the first N files only")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes; the best is kept")
+    parser.add_argument("--shards", action="store_true", help="also stream the files as shards")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # one core per process, as in the workers
 
@@ -176,6 +182,19 @@ def main(argv: list[str] | None = None) -> None:
                 lambda x: augment(x, train=True),
             ),
         }
+        if args.shards:
+            shards, conversion = convert(index, Path(tmp) / "shards", max(args.workers, 1))
+            dataset = ShardImages(str(shards), preset.transform, len(index), shuffle=True)
+            pipelines["ours, litdata shards"] = (
+                StreamingDataLoader(
+                    dataset,
+                    batch_size=args.batch_size,
+                    num_workers=args.workers,
+                    persistent_workers=args.workers > 0,
+                    collate_fn=SkipCollate((3, 224, 224)),
+                ),
+                None,
+            )
         for dl, post in pipelines.values():  # warm the page cache and the code paths
             run(dl, post)
         best: dict[str, tuple[float, float]] = {}
@@ -196,6 +215,33 @@ def main(argv: list[str] | None = None) -> None:
     ref = best["torchvision reference"][0]
     for name in ("ours (uint8 loader)", "ours + CPU normalise"):
         print(f"ratio per core, {name} / reference: {best[name][0] / ref:.2f}×")
+    if args.shards:
+        shards, folders = best["ours, litdata shards"], best["ours (uint8 loader)"]
+        print(f"ratio per core, shards / folders: {shards[0] / folders[0]:.2f}×")
+        print(f"ratio wall, shards / folders: {shards[1] / folders[1]:.2f}×")
+        print(
+            f"conversion: {len(index)} files in {conversion:.1f} s "
+            f"({len(index) / conversion:.0f} files/s, {max(args.workers, 1)} worker(s))"
+        )
+
+
+def convert(index: FileIndex, out: Path, workers: int) -> tuple[Path, float]:
+    """The index's files as litdata shards, as make_shards writes them; (folder, seconds)."""
+    from make_shards import CHUNK_BYTES, read_item
+
+    entries = [(index.path(i), int(index.targets[i]), index.path(i)) for i in range(len(index))]
+    start = time.perf_counter()
+    optimize(
+        fn=read_item,
+        inputs=entries,
+        output_dir=str(out),
+        chunk_bytes=CHUNK_BYTES,
+        num_workers=workers,
+        reorder_files=False,
+        start_method="fork",
+        verbose=False,
+    )
+    return out, time.perf_counter() - start
 
 
 def _head(index: FileIndex, n: int) -> FileIndex:

@@ -32,9 +32,10 @@ from lightning import Callback, LightningModule, Trainer
 from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader, TensorDataset
 
-from classicnets import pipeline
 from classicnets.callbacks.onednn import DisableOneDNN
 from classicnets.optim import SDLM, diagonal_gauss_newton
+from classicnets.run.loggers import finish_loggers, instantiate_loggers
+from classicnets.run.setup import instantiate_callbacks, instantiate_trainer
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # The bench measures the loop, not the logger's start-up or network: CSV unless told otherwise.
@@ -135,17 +136,18 @@ class StepTimer(Callback):
 def trainer_loop(cfg: DictConfig, module: LightningModule, loader: DataLoader) -> list[float]:
     """A run's Trainer, callbacks and logger over the same batches, one epoch, no validation."""
     timer = StepTimer()
-    callbacks = pipeline.instantiate_callbacks(cfg.get("callbacks"))
-    loggers = pipeline.instantiate_loggers(cfg.get("logger"), Path(cfg.paths.output_dir))
-    trainer_cfg = dict(cfg.trainer)
-    trainer_cfg.update(
-        max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0, limit_train_batches=None
-    )
-    trainer: Trainer = hydra.utils.instantiate(
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    loggers = instantiate_loggers(cfg.get("logger"), Path(cfg.paths.output_dir))
+    trainer_cfg = cfg.trainer.copy()
+    with open_dict(trainer_cfg):
+        trainer_cfg.update(
+            max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0, limit_train_batches=None
+        )
+    trainer: Trainer = instantiate_trainer(
         trainer_cfg, callbacks=[*callbacks, timer], logger=loggers or False
     )
     trainer.fit(module, train_dataloaders=loader)
-    pipeline.finish_loggers(loggers)
+    finish_loggers(loggers)
     return timer.times
 
 
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         loader = DataLoader(data, batch_size=batch_size, shuffle=False)
         grouped = DataLoader(data, batch_size=batch_size * updates, shuffle=False)
         # The plain loop runs under the backend settings the run's callbacks choose.
-        if any(isinstance(c, DisableOneDNN) for c in pipeline.instantiate_callbacks(cfg.callbacks)):
+        if any(isinstance(c, DisableOneDNN) for c in instantiate_callbacks(cfg.callbacks)):
             torch.backends.mkldnn.enabled = False
         plain, ours = [], []
         for round_ in range(args.rounds):

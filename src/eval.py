@@ -8,23 +8,25 @@ python src/eval.py ckpt_path=... data=imagenet data.root=DIR   # other data alto
 from __future__ import annotations
 
 import hydra
+import lightning as L
 from omegaconf import DictConfig
 
-from classicnets import pipeline
 from classicnets.errors import exit_on_user_error
 from classicnets.module import ClassificationModule
+from classicnets.run import checkpoints, loggers, report, setup
+from classicnets.run.evaluation import eval_data_config
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 @exit_on_user_error
 def main(cfg: DictConfig) -> dict[str, float]:
     """Validate and test ``cfg.ckpt_path``; writes metrics.json in this run's directory."""
-    pipeline.route_lightning_logs()
-    run_dir = pipeline.output_dir()
-    pipeline.seed_everything(cfg.seed)
+    setup.route_lightning_logs()
+    run_dir = setup.output_dir()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    checkpoint = pipeline.load_checkpoint(cfg.ckpt_path)
-    data_cfg = pipeline.eval_data_config(cfg, checkpoint)
+    checkpoint = checkpoints.load_checkpoint(cfg.ckpt_path)
+    data_cfg = eval_data_config(cfg, checkpoint)
     datamodule = hydra.utils.instantiate(data_cfg)
     # What Lightning saved of the DataModule (ImageNet: the class mapping). Restoring it checks
     # that the data's classes are the network's, or supplies them where the folders are absent.
@@ -35,8 +37,8 @@ def main(cfg: DictConfig) -> dict[str, float]:
     # than reading the file a second time (load_from_checkpoint would).
     model = ClassificationModule(**checkpoint["hyper_parameters"])
     model.load_state_dict(checkpoint["state_dict"])
-    loggers = pipeline.instantiate_loggers(cfg.get("logger"), run_dir)
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False)
+    run_loggers = loggers.instantiate_loggers(cfg.get("logger"), run_dir)
+    trainer = setup.instantiate_trainer(cfg.trainer, logger=run_loggers or False)
 
     metrics = {}
     try:
@@ -44,10 +46,10 @@ def main(cfg: DictConfig) -> dict[str, float]:
             metrics.update(trainer.validate(model, datamodule=datamodule)[0])
         metrics.update(trainer.test(model, datamodule=datamodule)[0])
     finally:
-        pipeline.finish_loggers(loggers)
+        loggers.finish_loggers(run_loggers)
 
-    metrics = pipeline.scalar_metrics(metrics)
-    pipeline.report_metrics(metrics, run_dir, {"checkpoint": cfg.ckpt_path})
+    metrics = report.scalar_metrics(metrics)
+    report.report_metrics(metrics, run_dir, {"checkpoint": cfg.ckpt_path})
     return metrics
 
 

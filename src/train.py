@@ -12,10 +12,13 @@ from __future__ import annotations
 import logging
 
 import hydra
-from omegaconf import DictConfig
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
 
-from classicnets import launch, pipeline
+from classicnets import launch
+from classicnets.callbacks.store_config import StoreConfig
 from classicnets.errors import exit_on_user_error
+from classicnets.run import checkpoints, loggers, report, setup
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +26,12 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
-    """Fit, test the best checkpoint, write metrics.json; return cfg.optimized_metric (sweeps)."""
+    """Fit, validate and test the final model, write metrics.json; return cfg.optimized_metric."""
     launch.start_job()  # DDP's other ranks rerun this job (not the sweep) in this run directory
-    pipeline.route_lightning_logs()
-    run_dir = pipeline.output_dir()
-    cfg.seed = pipeline.seed_everything(cfg.seed)
+    setup.route_lightning_logs()
+    run_dir = setup.output_dir()
+    cfg.seed = L.seed_everything(cfg.seed, workers=True, verbose=False)  # loader workers too
+    check_required_overrides(cfg)
 
     datamodule = hydra.utils.instantiate(cfg.data)  # fails at once on missing data
     model = hydra.utils.instantiate(
@@ -36,31 +40,52 @@ def main(cfg: DictConfig) -> float | None:
         in_channels=datamodule.in_channels,
         _convert_="all",
     )
-    config = pipeline.resolved(cfg)
-    loggers = pipeline.instantiate_loggers(cfg.get("logger"), run_dir)
-    callbacks = pipeline.instantiate_callbacks(cfg.get("callbacks"), with_logger=bool(loggers))
-    callbacks.append(pipeline.StoreConfig(config))
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    pipeline.check_global_batch(cfg.data.batch_size, trainer)  # before DDP starts its processes
-    for logger in loggers:
+    config = OmegaConf.to_container(cfg, resolve=True)  # plain data: safe in every checkpoint
+    run_loggers = loggers.instantiate_loggers(cfg.get("logger"), run_dir)
+    callbacks = setup.instantiate_callbacks(cfg.get("callbacks"), with_logger=bool(run_loggers))
+    callbacks.append(StoreConfig(config))
+    trainer = setup.instantiate_trainer(
+        cfg.trainer, callbacks=callbacks, logger=run_loggers or False
+    )
+    setup.check_global_batch(cfg.data.batch_size, trainer)  # before DDP starts its processes
+    for logger in run_loggers:
         logger.log_hyperparams(config)
 
     try:
+        resume = checkpoints.resume_checkpoint(cfg.ckpt_path, run_dir)
         if cfg.train:
-            resume = pipeline.resume_checkpoint(cfg.ckpt_path, run_dir)
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
-        best = pipeline.best_checkpoint(trainer)
+        # The papers report the final model (GoogLeNet: the Polyak average, which the callback
+        # has put into the network when fitting ends), not the best-by-val checkpoint: ImageNet's
+        # test split is its val split, so that choice would be made on the test images.
+        weights = None if cfg.train else resume  # None: the network as fitting left it
+        tested = checkpoints.final_checkpoint(trainer) if cfg.train else resume
         metrics = {}
-        metrics.update(trainer.validate(model, datamodule=datamodule, ckpt_path=best)[0])
+        metrics.update(trainer.validate(model, datamodule=datamodule, ckpt_path=weights)[0])
         if cfg.test:
-            metrics.update(trainer.test(model, datamodule=datamodule, ckpt_path=best)[0])
+            metrics.update(trainer.test(model, datamodule=datamodule, ckpt_path=weights)[0])
     finally:
-        pipeline.finish_loggers(loggers)
+        loggers.finish_loggers(run_loggers)
         launch.end_job(trainer)  # the next job of a sweep starts its own DDP processes
 
-    metrics = pipeline.scalar_metrics(metrics)
-    pipeline.report_metrics(metrics, run_dir, {"checkpoint": best, "seed": cfg.seed})
+    metrics = report.scalar_metrics(metrics)
+    extra = {
+        "test_checkpoint": tested,
+        "best_checkpoint": checkpoints.best_checkpoint(trainer),
+        "seed": cfg.seed,
+    }
+    report.report_metrics(metrics, run_dir, extra)
     return metrics.get(cfg.get("optimized_metric"))
+
+
+def check_required_overrides(cfg: DictConfig) -> None:
+    """An experiment that starts from another run (``required_overrides: [model.init_from]``)
+    cannot silently start from scratch: the missing file is named before anything is built."""
+    for key in cfg.get("required_overrides") or []:
+        if OmegaConf.select(cfg, key) is None:
+            raise FileNotFoundError(
+                f"this experiment starts from a checkpoint: pass {key}=PATH (see its config file)"
+            )
 
 
 if __name__ == "__main__":

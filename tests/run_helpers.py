@@ -3,9 +3,11 @@ callbacks those runs load through ``+callbacks.<name>._target_=run_helpers.<Clas
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +101,42 @@ class SignalAt(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         if trainer.global_step == self.step and trainer.global_rank == self.rank:
             os.kill(os.getpid(), self.signum)
+
+
+class Rendezvous(Callback):
+    """Wait at the start of fitting until ``parties`` jobs of a sweep have got there (a file each
+    in ``folder``), and write this job's start and end times and visible GPUs to
+    ``<run dir>/job_times.json``. Jobs that run one after another never meet: the first fails."""
+
+    def __init__(self, folder: str, parties: int = 2, timeout_s: float = 120.0) -> None:
+        self.folder, self.parties, self.timeout_s = Path(folder), parties, timeout_s
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.start = time.time()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / str(os.getpid())).touch()
+        while len(list(self.folder.iterdir())) < self.parties:
+            if time.time() - self.start > self.timeout_s:
+                raise TimeoutError(f"no other job reached fit within {self.timeout_s} s")
+            time.sleep(0.1)
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        times = {
+            "start": self.start,
+            "end": time.time(),
+            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
+        (Path(trainer.default_root_dir) / "job_times.json").write_text(json.dumps(times))
+
+
+class RecordTargets(Callback):
+    """Append each training batch's targets (one JSON list a line) to ``path``: the data order."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(batch[1].tolist()) + "\n")

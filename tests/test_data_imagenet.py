@@ -22,6 +22,8 @@ from classicnets.data.common import DatasetNotFoundError
 from classicnets.data.fake import EMPTY_CLASS, UNDECODABLE, VALID_ODDITIES, make_fake_imagenet, wnid
 from classicnets.data.folder import FileIndex, SkippedImageWarning
 from classicnets.data.imagenet import ImageNetDataModule
+from classicnets.data.transforms import MEAN_RGB, PIXEL_SCALES
+from conftest import REPO
 
 CLASSES = 3  # real classes; the tree has one more, empty, folder between class 0 and class 1
 
@@ -40,7 +42,7 @@ def test_classes_come_from_the_train_folders(root: Path) -> None:
     dm = datamodule(root)
     assert dm.classes == [wnid(0), EMPTY_CLASS, wnid(1), wnid(2)]
     assert dm.num_classes == CLASSES + 1 and dm.in_channels == 3
-    assert dm.class_to_idx[wnid(1)] == 2
+    assert dm.classes.index(wnid(1)) == 2  # the sorted folder order is the label order
     assert dm.class_names[:2] == ["fake class 0", "empty class"]  # from synsets.txt
     assert dm.val_protocol == "center_crop" and dm.test_protocol == "center_crop"
 
@@ -184,7 +186,9 @@ def test_on_after_batch_transfer(root: Path) -> None:
     dm.trainer = SimpleNamespace(training=False)
     evaluated = dm.on_after_batch_transfer(batch, 0)[0]
     assert train.dtype == torch.float32 and train.is_contiguous(memory_format=torch.channels_last)
-    assert -3 < evaluated.mean() < 3 and 0.3 < evaluated.std() < 3  # normalised
+    # AlexNet's scale: raw 0-255 pixels minus the mean RGB, so pixel + mean is the uint8 value.
+    restored = evaluated + 255 * torch.tensor(MEAN_RGB).view(1, 3, 1, 1)
+    assert torch.allclose(restored, batch[0].float(), atol=1e-3)
     # Lighting shifts each image by one RGB offset: the difference is constant over pixels.
     shift = train - evaluated
     per_image = shift.mean(dim=(2, 3), keepdim=True)
@@ -288,3 +292,50 @@ def test_fast_dev_run_alexnet_with_ten_crop_evaluation(root: Path, tmp_path: Pat
     assert {"test/ten_crop/acc_top1", "test/ten_crop/loss"} <= set(metrics)
     assert 0.0 <= metrics["test/ten_crop/acc_top1"] <= 1.0
     assert np.isfinite(metrics["test/ten_crop/loss"])
+
+
+@pytest.mark.parametrize(
+    ("preset", "scale"),
+    [("alexnet", "mean_subtracted"), ("zfnet", "mean_subtracted"), ("vgg", "mean_subtracted"),
+     ("googlenet", "mean_subtracted"), ("resnet", "mean_subtracted"), ("fb_resnet", "torchvision"),
+     ("mobilenet", "inception"), ("shufflenet", "bgr_255"), ("torchvision", "torchvision")],
+)  # fmt: skip
+def test_each_preset_feeds_its_papers_pixel_scale(root: Path, preset: str, scale: str) -> None:
+    """data.train_preset=torchvision brings torchvision's normalisation with it; an explicit
+    data.normalization wins over the preset's."""
+    assert datamodule(root, train_preset=preset).pixel_scale == PIXEL_SCALES[scale]
+    chosen = datamodule(root, train_preset=preset, normalization="torchvision")
+    assert chosen.pixel_scale == PIXEL_SCALES["torchvision"]
+
+
+def test_mean_image_from_compute_pca(tmp_path: Path) -> None:
+    """compute_pca --out stores the per-pixel mean of the images' centre 256² squares; the data
+    module subtracts its centre crop instead of the per-channel mean."""
+    import importlib.util
+
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location("compute_pca", REPO / "scripts/compute_pca.py")
+    assert spec and spec.loader
+    compute_pca = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compute_pca)
+    left, right = np.zeros((300, 400, 3), np.uint8), np.zeros((300, 400, 3), np.uint8)
+    left[:, :200], right[:, 200:] = 200, 100  # after the resize, one half bright in each
+    for name, pixels in (("a", left), ("b", right)):
+        (tmp_path / "train" / name).mkdir(parents=True)
+        Image.fromarray(pixels).save(tmp_path / "train" / name / "0.png")
+    stats_file = tmp_path / "pixels.pt"
+    compute_pca.main([str(tmp_path), "--out", str(stats_file)])
+    dm = ImageNetDataModule(tmp_path, train_preset="alexnet", mean_image=stats_file)
+    mean_image = dm.device_augment.mean_image
+    assert mean_image.shape == (3, 256, 256)
+    # Shorter side 300 → 256: 341 wide, centre 256 from x = 42; the halves meet at x = 128.
+    assert mean_image[0, 128, 10] == pytest.approx(100 / 255, abs=2e-3)  # (200 + 0) / 2
+    assert mean_image[0, 128, 250] == pytest.approx(50 / 255, abs=2e-3)  # (0 + 100) / 2
+    images = torch.full((1, 3, 224, 224), 120, dtype=torch.uint8)
+    out = dm.device_augment(images, train=False)
+    # The centre 224 of the mean image, on the 0-255 scale: 120 − 100 left, 120 − 50 right.
+    assert out[0, 0, 100, 5].item() == pytest.approx(20, abs=0.6)
+    assert out[0, 0, 100, 220].item() == pytest.approx(70, abs=0.6)
+    with pytest.raises(FileNotFoundError, match="compute_pca"):
+        ImageNetDataModule(tmp_path, mean_image=tmp_path / "missing.pt")

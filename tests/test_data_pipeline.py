@@ -23,12 +23,16 @@ from classicnets.data.transforms import (
     IMAGENET_STD,
     PCA_EIGVAL,
     PCA_EIGVEC,
+    PIXEL_SCALES,
     DeviceAugment,
     color_distort,
+    color_jitter,
     pca_lighting,
+    pixel_scale,
 )
 
 W, H = 512, 384  # the gradient image: R encodes x, G encodes y
+MEAN, STD = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
 
 def x_of(red: float) -> float:
@@ -268,6 +272,8 @@ def test_unknown_names_are_refused() -> None:
         make_train_preset("lenet", input_size=224)
     with pytest.raises(ValueError, match="protocol"):
         make_protocol("five_crop", input_size=224)
+    with pytest.raises(ValueError, match="normalization 'rgb'; choose from"):
+        pixel_scale("rgb")
 
 
 # The evaluation sampler under DDP -------------------------------------------------------------
@@ -287,3 +293,73 @@ def test_eval_batches_count_every_image_once(num_samples: int, world: int) -> No
     assert [len(shard) for shard in shards] == [
         len(EvenShardBatchSampler(num_samples, batch, world, r)) for r in range(world)
     ]
+
+
+# The papers' pixel scales -------------------------------------------------------------------
+
+
+def test_each_pixel_scale_on_a_real_photo(photo: EncodedImage) -> None:
+    """The numbers each network sees for one 224 crop of a real JPEG."""
+    crop = make_protocol("center_crop", input_size=224)(photo)[None]  # (1, 3, 224, 224) uint8
+    x = crop.float()
+
+    def fed(name: str) -> torch.Tensor:
+        return DeviceAugment(PIXEL_SCALES[name])(crop, train=False)
+
+    # AlexNet, ZFNet, VGG, GoogLeNet, ResNet: raw 0-255 pixels minus the mean RGB.
+    raw = fed("mean_subtracted")
+    vgg_mean = torch.tensor([123.68, 116.779, 103.939]).view(3, 1, 1)  # VGG's published mean
+    assert torch.allclose(raw, x - vgg_mean, atol=1e-3)
+    # torchvision's scale is about 58× smaller (1 / (255 · 0.226)): the constants of AlexNet's
+    # initialisation (N(0, 0.01), biases 1, LRN k = 2) were set for the raw one.
+    torchvision_scale = fed("torchvision")
+    assert torch.allclose(torchvision_scale, (x / 255 - MEAN) / STD, atol=1e-5)
+    ratio = raw.std() / torchvision_scale.std()
+    assert 255 * 0.224 * 0.99 < ratio < 255 * 0.229 * 1.01  # ≈ 57.6
+    # MobileNet (TF-slim): [-1, 1]. ShuffleNet (official code): BGR on 0-255, no mean.
+    assert torch.allclose(fed("inception"), x / 127.5 - 1, atol=1e-5)
+    assert torch.allclose(fed("bgr_255"), x.flip(1), atol=1e-3)
+
+
+def test_a_mean_image_replaces_the_channel_mean() -> None:
+    """Per-pixel mean (AlexNet §2): the centre crop of the mean image is subtracted, scaled up
+    when the crop is larger than the image."""
+    mean_image = torch.arange(16.0).view(1, 1, 16).expand(3, 16, 16) / 255  # x = 0 … 15 levels
+    augment = DeviceAugment(PIXEL_SCALES["mean_subtracted"], mean_image=mean_image)
+    images = torch.full((2, 3, 8, 8), 100, dtype=torch.uint8)
+    out = augment(images, train=False)
+    assert torch.allclose(out[0, 0, 0], 100 - torch.arange(4.0, 12.0), atol=1e-3)  # columns 4-11
+    assert augment(torch.full((1, 3, 32, 32), 100, dtype=torch.uint8), train=False).shape[-1] == 32
+
+
+def test_color_jitter_factors_and_grey() -> None:
+    """ColorJitter(0.4, 0.4, 0.4): every factor in [0.6, 1.4], so a uniform grey image changes
+    only in brightness, by at most ±40%, and stays grey; colours vary per image."""
+    torch.manual_seed(0)
+    grey = torch.full((64, 3, 4, 4), 0.5)
+    out = color_jitter(grey)
+    assert torch.allclose(out[:, 0], out[:, 1]) and torch.allclose(out[:, 1], out[:, 2])
+    levels = out[:, 0, 0, 0]
+    assert levels.min() >= 0.5 * 0.6 - 1e-6 and levels.max() <= 0.5 * 1.4 + 1e-6
+    assert levels.max() - levels.min() > 0.2  # the whole range is used
+    colour = torch.rand(8, 3, 16, 16)
+    jittered = color_jitter(colour)
+    assert jittered.min() >= 0 and jittered.max() <= 1
+    assert (jittered - colour).abs().mean(dim=(1, 2, 3)).std() > 1e-3
+
+
+def test_zfnet_trains_on_ten_fixed_sub_crops(gradient: EncodedImage) -> None:
+    """ZFNet §3: corners and centre of the centre 256² square, with and without flips: exactly
+    10 distinct crops at the corners' and the centre's places."""
+    transform = make_train_preset("zfnet", input_size=224).transform
+    torch.manual_seed(0)
+    crops = {tuple(transform(gradient)[:2, ::37, ::37].flatten().tolist()) for _ in range(200)}
+    assert len(crops) == 10
+    # 512×384 → 341×256 (×2/3), square from x = 42; a crop starts 0, 16 or 32 pixels into it:
+    # at source x = 1.5 · (42 + {0, 16, 32}) = 63, 87, 111 and y = 1.5 · {0, 16, 32} = 0, 24, 48.
+    edges = set()
+    for crop in crops:
+        red, green = torch.tensor(crop).view(2, 7, 7)
+        left = min(x_of(float(red[0, 0])), x_of(float(red[0, -1])))  # flipped: on the right
+        edges.add((round(left / 12), round(float(green[0, 0]) * (H - 1) / 255 / 12)))
+    assert edges == {(5, 0), (9, 0), (5, 4), (9, 4), (7, 2)}  # (x, y) / 12: corners, centre

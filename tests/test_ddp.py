@@ -15,8 +15,9 @@ from hydra.core.hydra_config import HydraConfig
 from lightning import Trainer
 from omegaconf import open_dict
 
-from classicnets import launch, pipeline
-from classicnets.resume import wandb_run_id
+from classicnets import launch
+from classicnets.run.loggers import wandb_run_id
+from classicnets.run.setup import check_global_batch
 from run_helpers import DDP, REPO, TINY, load, signal_at, train
 
 
@@ -82,8 +83,8 @@ def test_ddp_sweep_of_two_jobs_one_directory_and_one_wandb_run_each(tmp_path: Pa
 def test_global_batch_must_divide_over_the_devices_before_processes_start() -> None:
     trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)
     with pytest.raises(ValueError, match=r"data.batch_size=33 .* 2 devices"):
-        pipeline.check_global_batch(33, trainer)
-    pipeline.check_global_batch(32, trainer)
+        check_global_batch(33, trainer)
+    check_global_batch(32, trainer)
 
 
 def test_children_rerun_the_job_not_the_sweep(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ def test_sixty_thousand_trainable_parameters_layer_by_layer(lenet: nn.Module) ->
     }
     assert per_layer == {"c1": 156, "s2": 12, "c3": 1516, "s4": 32, "c5": 48120, "f6": 10164}
     assert count_params(lenet) == 60_000 == model_info("lenet5").paper_params
+    assert model_info("lenet5").params == 60_000
     assert count_params(lenet.output) == 0
 
 

@@ -1,5 +1,5 @@
-"""MobileNet v1/v2 and ShuffleNet v1/v2: shapes, parameter and MAC counts against RECIPES.md and
-the papers' tables, weight-for-weight equivalence with torchvision's twins, and the details the
+"""MobileNet v1/v2 and ShuffleNet v1/v2: shapes, parameter and MAC counts against docs/recipes.md
+and the papers' tables, weight-for-weight equivalence with torchvision's twins, and the details the
 papers draw (the v1 table's stride typo, linear bottlenecks, the ungrouped first 1×1, shuffles)."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ SHUFFLE_V2 = [f"shufflenet_v2_x{w}" for w in ("0_5", "1_0", "1_5", "2_0")]
 MOBILE = ["mobilenet_v1", "mobilenet_v2", *SHUFFLE_V1, *SHUFFLE_V2]
 TWINS = ["mobilenet_v2", *SHUFFLE_V2]
 
-# Exact counts of our layouts. RECIPES.md / torchvision give mobilenet_v2 and ShuffleNet v2; the
-# others are counted from the papers' tables and checked against the papers' rounded figures below.
+# Exact counts of our layouts. docs/recipes.md / torchvision give mobilenet_v2 and ShuffleNet v2;
+# the others are counted from the papers' tables and checked against their rounded figures below.
 PARAMS = {
     "mobilenet_v1": 4_231_976, "mobilenet_v2": 3_504_872,
     "shufflenet_v1_g1": 1_530_936, "shufflenet_v1_g2": 1_732_848,
@@ -34,8 +34,8 @@ PARAMS = {
 ROUNDED_PARAMS = {"mobilenet_v1": 4.2, "shufflenet_v1_g3": 1.9, "shufflenet_v1_g8": 2.4,
                   "shufflenet_v2_x0_5": 1.4, "shufflenet_v2_x1_0": 2.3,
                   "shufflenet_v2_x1_5": 3.5, "shufflenet_v2_x2_0": 7.4}  # fmt: skip
-# (paper GMACs, relative tolerance). MobileNet v1 569M, v2 300M (RECIPES.md); ShuffleNet v1 Table 1
-# complexity row (g=3: 137-138M in RECIPES.md); ShuffleNet v2 Table 5 (41/146/299/591M).
+# (paper GMACs, relative tolerance). MobileNet v1 569M, v2 300M (docs/recipes.md); ShuffleNet v1
+# Table 1 complexity row (g=3: 137-138M in docs/recipes.md); v2 Table 5 (41/146/299/591M).
 GMACS = {
     "mobilenet_v1": (0.569, 0.005), "mobilenet_v2": (0.300, 0.01),
     "shufflenet_v1_g1": (0.143, 0.02), "shufflenet_v1_g2": (0.140, 0.02),
@@ -86,7 +86,7 @@ def test_forward_shape(built: tuple[str, nn.Module, Tensor, float]) -> None:
 
 def test_param_count(built: tuple[str, nn.Module, Tensor, float]) -> None:
     name, model, _, _ = built
-    assert count_params(model) == PARAMS[name] == model_info(name).paper_params
+    assert count_params(model) == PARAMS[name] == model_info(name).params
     if name in ROUNDED_PARAMS:
         assert round(count_params(model) / 1e6, 1) == ROUNDED_PARAMS[name]
 
@@ -96,6 +96,7 @@ def test_macs(built: tuple[str, nn.Module, Tensor, float]) -> None:
     paper, rel = GMACS[name]
     assert gmacs == pytest.approx(paper, rel=rel)
     assert model_info(name).paper_macs == pytest.approx(paper, abs=6e-4)
+    assert gmacs == pytest.approx(model_info(name).gmacs, abs=6e-5)  # ours, 4 decimals
     if name in TORCHVISION_GMACS:
         assert gmacs == pytest.approx(TORCHVISION_GMACS[name], abs=6e-4)
 
@@ -144,7 +145,7 @@ def test_mobilenet_v1_table() -> None:
 @pytest.mark.parametrize(("alpha", "mmacs", "mparams"), [(0.75, 325, 2.6), (0.5, 149, 1.3),
                                                          (0.25, 41, 0.5)])  # fmt: skip
 def test_mobilenet_v1_width_multiplier(alpha: float, mmacs: int, mparams: float) -> None:
-    """Width multiplier rows of the paper's Table 6 (recalled, not in RECIPES.md): MACs and
+    """Width multiplier rows of the paper's Table 6 (recalled, not in docs/recipes.md): MACs and
     parameters shrink roughly as α²."""
     model = _build("mobilenet_v1", width_mult=alpha)
     assert round(_gmacs(model) * 1000) == mmacs

@@ -17,11 +17,12 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import OmegaConf
 
-from classicnets import pipeline
 from classicnets.callbacks.resumable import rng_state, set_rng_state
 from classicnets.data.mnist import MNISTDataModule
 from classicnets.module import ClassificationModule
-from classicnets.resume import AtomicCheckpointIO, latest_checkpoint, wandb_run_id
+from classicnets.resume import AtomicCheckpointIO, latest_checkpoint
+from classicnets.run.checkpoints import resume_checkpoint
+from classicnets.run.loggers import wandb_run_id
 from run_helpers import REPO, TINY, SignalAt, load, signal_at, train
 
 # Bit-for-bit on CPU: deterministic algorithms, one thread, the test split left out.
@@ -79,7 +80,7 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(
 def test_auto_resume_takes_the_newest_of_last_and_the_slurm_requeue_checkpoint(
     tmp_path: Path,
 ) -> None:
-    assert pipeline.resume_checkpoint("auto", tmp_path) is None  # a fresh directory starts fresh
+    assert resume_checkpoint("auto", tmp_path) is None  # a fresh directory starts fresh
     last = tmp_path / "checkpoints" / "last.ckpt"
     last.parent.mkdir()
     last.write_bytes(b"x")
@@ -87,7 +88,7 @@ def test_auto_resume_takes_the_newest_of_last_and_the_slurm_requeue_checkpoint(
     hpc.write_bytes(b"x")
     os.utime(last, (1_000, 1_000))
     os.utime(hpc, (2_000, 2_000))
-    assert pipeline.resume_checkpoint("auto", tmp_path) == str(hpc)
+    assert resume_checkpoint("auto", tmp_path) == str(hpc)
     os.utime(last, (3_000, 3_000))
     assert latest_checkpoint(tmp_path) == last
 

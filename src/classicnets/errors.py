@@ -11,6 +11,7 @@ from typing import TypeVar
 from hydra.errors import InstantiationException
 
 from classicnets.data.common import ClassMismatchError, DatasetNotFoundError
+from classicnets.models.init_from import InitFromError
 from classicnets.models.registry import UnknownModelError
 from classicnets.safe_load import CorruptCheckpointError, HashMismatchError, UnsafeCheckpointError
 
@@ -21,6 +22,7 @@ USER_ERRORS = (
     DatasetNotFoundError,
     ClassMismatchError,
     UnknownModelError,
+    InitFromError,
     FileNotFoundError,
     UnsafeCheckpointError,
     CorruptCheckpointError,

@@ -19,6 +19,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from classicnets.models import get_model
+from classicnets.models.init_from import init_from as copy_weights_from
 from classicnets.step_window import StepWindow
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class ClassificationModule(LightningModule):
             ``1 / updates_per_step`` of it (the DataModule loads that many update batches at
             once): LeNet-5's per-pattern updates without Lightning's per-step cost per pattern.
             Epoch-wise schedules are stepped at epoch ends, step-wise ones after every update.
+        init_from: a checkpoint or weights file the network starts from (``models/init_from.py``).
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class ClassificationModule(LightningModule):
         compile: bool | str = False,
         check_every_n_steps: int = 100,
         updates_per_step: int = 1,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         if updates_per_step < 1:
@@ -119,12 +122,15 @@ class ClassificationModule(LightningModule):
         self.automatic_optimization = updates_per_step == 1
         if check_every_n_steps < 1:
             raise ValueError(f"model.check_every_n_steps must be >= 1, got {check_every_n_steps}")
-        # The factories are code, not hyperparameters; their config is stored by train.py.
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        # The factories are code, not hyperparameters; their config is stored by train.py. The
+        # init_from file is only the start: a checkpoint of this run rebuilds without it.
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "init_from"])
         net_kwargs = {k: v for k, v in net.items() if k != "name"}
         self.net: nn.Module = get_model(
             net["name"], num_classes=num_classes, in_channels=in_channels, **net_kwargs
         )
+        if init_from is not None:
+            copy_weights_from(self.net, net["name"], init_from)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.aux_loss_weights = tuple(aux_loss_weights)
@@ -162,8 +168,13 @@ class ClassificationModule(LightningModule):
     def _run_net(self, images: Tensor) -> Any:
         return self._compiled(images) if self._compiled is not None else self.net(images)
 
-    def forward(self, images: Tensor) -> Tensor:
-        """Class scores; ``(B, n_crops, C, H, W)`` input averages the softmax over the crops."""
+    def forward(self, images: Tensor | list[list[Tensor]]) -> Tensor:
+        """Class scores; ``(B, n_crops, C, H, W)`` input averages the softmax over the crops, and
+        a whole-image protocol's groups of views (``data/protocols.py``) the softmax over each
+        group's views, then over the groups."""
+        if isinstance(images, list):
+            groups = [torch.cat([self.net(v).softmax(dim=-1) for v in g]).mean(0) for g in images]
+            return torch.stack(groups).mean(0, keepdim=True).clamp_min(1e-12).log()
         if images.ndim == 5:
             batch, crops = images.shape[:2]
             logits = self._run_net(images.flatten(0, 1))

@@ -1,4 +1,4 @@
-"""What a run needs to resume: checkpoints that are whole, the newest of them, its W&B run id.
+"""What a run needs to resume: checkpoints that are whole, and the newest of them.
 
 A re-run with the same run directory (``ckpt_path: auto``) resumes from :func:`latest_checkpoint`;
 the callbacks in :mod:`classicnets.callbacks.resumable` put the RNG states into checkpoints and
@@ -81,12 +81,3 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     candidates = [run_dir / "checkpoints" / LAST, *run_dir.glob(HPC_GLOB)]
     existing = [p for p in candidates if p.is_file()]
     return max(existing, key=lambda p: p.stat().st_mtime_ns, default=None)
-
-
-def wandb_run_id(save_dir: Path) -> str | None:
-    """The id of the last W&B run logged under ``save_dir`` (``wandb/[offline-]run-<time>-<id>``),
-    so that a resumed run continues its curves; None when there is none."""
-    runs = [p for p in (save_dir / "wandb").glob("*run-*-*") if p.is_dir() and not p.is_symlink()]
-    if not runs:
-        return None
-    return max(runs, key=lambda p: p.stat().st_mtime_ns).name.rsplit("-", 1)[-1]

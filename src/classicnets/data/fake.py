@@ -20,7 +20,6 @@ from PIL import Image
 # The valid oddities and the undecodable files that bad_files=True writes into class 0.
 VALID_ODDITIES = ("cmyk.JPEG", "greyscale.JPEG", "png_named.JPEG")
 UNDECODABLE = ("truncated.JPEG", "zero_bytes.JPEG", "garbage.JPEG")
-STRAY = ("README.txt", ".DS_Store")
 
 
 def wnid(i: int) -> str:

@@ -37,17 +37,18 @@ from classicnets.data.folder import (
     not_found,
     read_class_names,
 )
+from classicnets.data.index_cache import cached_scan
 from classicnets.data.presets import make_train_preset
-from classicnets.data.protocols import make_protocol
+from classicnets.data.protocols import collate_views, make_protocol
 from classicnets.data.sampling import EvenShardBatchSampler, train_sampler
 from classicnets.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     LIGHTING_STD,
     PCA_EIGVAL,
     PCA_EIGVEC,
     DeviceAugment,
+    pixel_scale,
 )
+from classicnets.safe_load import load_file
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +57,25 @@ class ImageNetDataModule(LightningDataModule):
     """``<root>/train/<class>/*`` and ``<root>/val/<class>/*``; classes are the train folders.
 
     Train batches are ``(uint8 (B, 3, s, s), int64 (B,))``; evaluation batches hold
-    ``(B, n_crops, 3, s, s)`` images under multi-crop protocols. After the transfer to the
-    device, images are normalised floats.
+    ``(B, n_crops, 3, s, s)`` images under multi-crop protocols, and one image's groups of
+    whole-image views under the fully convolutional ones (``protocols.py``). After the transfer
+    to the device, images are normalised floats.
 
     Args (conf/data/imagenet.yaml documents each with its source):
         root: the dataset root, holding ``train/`` and ``val/``.
         batch_size: the global training batch (the paper's), split over the devices.
-        eval_batch_size: global evaluation batch; None keeps crops per batch ≈ batch_size.
+        eval_batch_size: global evaluation batch; None keeps crops per batch ≈ batch_size (the
+            whole-image protocols take one image per batch).
         input_size: the crop side (AlexNet 227, the others 224).
-        train_preset: alexnet | vgg | googlenet | resnet | torchvision (``presets.py``).
+        train_preset: a paper's augmentation, ``presets.TRAIN_PRESETS``.
         train_scale: [min, max] shorter side for the presets that rescale.
-        val_protocol, test_protocol: center_crop | ten_crop | googlenet_144 | multi_scale.
+        val_protocol, test_protocol: a name in ``protocols.EVAL_PROTOCOLS``.
         eval_resize: shorter side for center_crop and ten_crop; test_scales for the others.
-        mean, std, pca_eigval, pca_eigvec, lighting_std: pixel statistics in [0, 1].
+        normalization: the pixel scale (``transforms.PIXEL_SCALES``); None: the preset's paper's.
+        mean, std: the dataset's per-channel statistics in [0, 1] units; None: ImageNet's.
+        mean_image: a file of scripts/compute_pca.py whose per-pixel mean image replaces the mean.
+        pca_eigval, pca_eigvec, lighting_std: AlexNet's PCA lighting, pixels in [0, 1].
+        index_cache_dir: where file indices are cached (``index_cache.py``); None: beside the data.
     """
 
     in_channels = 3
@@ -87,8 +94,10 @@ class ImageNetDataModule(LightningDataModule):
         test_protocol: str = "center_crop",
         eval_resize: int = 256,
         test_scales: Sequence[int] | None = None,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        normalization: str | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        mean_image: str | Path | None = None,
         pca_eigval: Sequence[float] = PCA_EIGVAL,
         pca_eigvec: Sequence[Sequence[float]] = PCA_EIGVEC,
         lighting_std: float = LIGHTING_STD,
@@ -98,6 +107,7 @@ class ImageNetDataModule(LightningDataModule):
         train_split: str = "train",
         val_split: str = "val",
         test_split: str = "val",
+        index_cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
@@ -105,6 +115,7 @@ class ImageNetDataModule(LightningDataModule):
         self.num_workers, self.input_size = num_workers, input_size
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
+        self.index_cache_dir = index_cache_dir
         self.val_protocol, self.test_protocol = val_protocol, test_protocol
         scale = (int(train_scale[0]), int(train_scale[1])) if train_scale is not None else None
         preset = make_train_preset(train_preset, input_size=input_size, train_scale=scale)
@@ -118,13 +129,14 @@ class ImageNetDataModule(LightningDataModule):
                 test_protocol, input_size=input_size, resize=eval_resize, scales=scales
             ),
         }
+        self.pixel_scale = pixel_scale(normalization or preset.normalization, mean, std)
         self.device_augment = DeviceAugment(
-            [float(m) for m in mean],
-            [float(s) for s in std],
+            self.pixel_scale,
             photometric=preset.photometric,
             eigval=[float(v) for v in pca_eigval],
             eigvec=[[float(v) for v in row] for row in pca_eigvec],
             lighting_std=lighting_std,
+            mean_image=read_mean_image(mean_image) if mean_image is not None else None,
             channels_last=channels_last,
         )
         self.datasets: dict[str, ImageFolderDataset] = {}
@@ -144,10 +156,6 @@ class ImageNetDataModule(LightningDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-    @property
-    def class_to_idx(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.classes)}
 
     @property
     def class_names(self) -> list[str]:
@@ -210,7 +218,7 @@ class ImageNetDataModule(LightningDataModule):
         split = self.splits[key]
         if split not in self._indices:
             directory = self.root / split
-            index = FileIndex.scan(directory, self.classes)
+            index = cached_scan(directory, self.classes, self.index_cache_dir)
             if not len(index):
                 raise not_found(self.root, f"{directory} holds no images of the training classes")
             empty = [c for c, n in zip(self.classes, index.class_counts(), strict=True) if n == 0]
@@ -258,7 +266,11 @@ class ImageNetDataModule(LightningDataModule):
         return self._eval_loader("test")
 
     def _eval_loader(self, key: str) -> DataLoader:
-        dataset, n_crops, size = self.datasets[key], self.transforms[key].n_crops, self.input_size
+        dataset, protocol = self.datasets[key], self.transforms[key]
+        if getattr(protocol, "whole_image", False):  # whole images of any size: one per batch
+            sampler = EvenShardBatchSampler(len(dataset), 1, self.world_size, self.rank)
+            return self._loader(dataset, batch_sampler=sampler, collate_fn=collate_views)
+        n_crops, size = protocol.n_crops, getattr(protocol, "size", self.input_size)
         # Default: as many crops per batch as training has images, so multi-crop memory stays flat.
         total = self.eval_batch_size or max(1, self.batch_size // n_crops)
         batch = max(1, math.ceil(total / self.world_size))
@@ -279,6 +291,9 @@ class ImageNetDataModule(LightningDataModule):
         images, targets = batch
         training = self.trainer is not None and self.trainer.training
         self._report_skips()
+        if isinstance(images, list):  # a whole-image protocol's groups of views (protocols.py)
+            views = [[self.device_augment(v, train=False) for v in group] for group in images]
+            return views, targets
         return self.device_augment(images, train=training), targets
 
     def _split_datasets(self) -> list[ImageFolderDataset]:
@@ -308,6 +323,20 @@ class ImageNetDataModule(LightningDataModule):
                 "skipped %d undecodable image files: %s%s",
                 len(files), ", ".join(files[:20]), " ..." if len(files) > 20 else "",
             )  # fmt: skip
+
+
+def read_mean_image(path: str | Path) -> Tensor:
+    """The (3, H, W) per-pixel mean, in [0, 1] units, from a scripts/compute_pca.py file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"data.mean_image={path} does not exist; write it with "
+            "python scripts/compute_pca.py DATA_ROOT --out FILE"
+        )
+    stats = load_file(path)
+    if not isinstance(stats, dict) or not isinstance(stats.get("mean_image"), Tensor):
+        raise FileNotFoundError(f"{path} holds no 'mean_image'; write one with compute_pca.py")
+    return stats["mean_image"]
 
 
 def _holds_images(class_dir: Path) -> bool:

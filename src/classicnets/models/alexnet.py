@@ -13,7 +13,7 @@ A 224 crop works with ``conv1_padding=2`` (torchvision's choice): both give conv
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -135,30 +135,17 @@ class AlexNetOWT(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
-@register_model("alexnet", input_size=227, paper="Krizhevsky et al. 2012",
-                paper_params=60_965_224, paper_macs=0.724)  # fmt: skip
-def alexnet(
-    *,
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    lrn: bool = True,
-    overlapping_pool: bool = True,
-    activation: Activation = "relu",
-    groups: int = 2,
-    conv1_padding: int = 0,
-    dropout: float = 0.5,
-) -> AlexNet:
-    """AlexNet as published in 2012 (LRN, overlapping pools, two-GPU groups): 60,965,224 params."""
-    return AlexNet(
-        num_classes, in_channels, lrn=lrn, overlapping_pool=overlapping_pool,
-        activation=activation, groups=groups, conv1_padding=conv1_padding, dropout=dropout,
-    )  # fmt: skip
+# params and GMACs are ours; the 2012 paper says "60 million parameters" and gives no MACs, the
+# 2014 note neither.
+@register_model("alexnet", input_size=227, paper="Krizhevsky et al. 2012", params=60_965_224,
+                gmacs=0.724, paper_params=60_000_000)  # fmt: skip
+def alexnet(**kwargs: Any) -> AlexNet:
+    """AlexNet as published in 2012 (LRN, overlapping pools, two-GPU groups)."""
+    return AlexNet(**kwargs)
 
 
 @register_model("alexnet_owt", input_size=224, paper="Krizhevsky 2014 (one weird trick)",
-                paper_params=61_100_840, paper_macs=0.714, torchvision_twin="alexnet")  # fmt: skip
-def alexnet_owt(
-    *, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5
-) -> AlexNetOWT:
-    """torchvision's AlexNet, the 2014 single-tower variant: 61,100,840 params."""
-    return AlexNetOWT(num_classes, in_channels, dropout)
+                params=61_100_840, gmacs=0.714, torchvision_twin="alexnet")  # fmt: skip
+def alexnet_owt(**kwargs: Any) -> AlexNetOWT:
+    """torchvision's AlexNet, the 2014 single-tower variant."""
+    return AlexNetOWT(**kwargs)

@@ -9,6 +9,8 @@ module names follow torchvision's, so a torchvision state_dict loads into ours b
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -163,24 +165,19 @@ class MobileNetV2(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-# 4,231,976 is Table 1 counted exactly (convs without bias, BN γ/β, fc with bias); the paper rounds
-# it to 4.2M. MACs: the paper's 569M (RECIPES.md).
-@register_model("mobilenet_v1", input_size=224, paper="Howard et al. 2017",
-                paper_params=4_231_976, paper_macs=0.569)  # fmt: skip
-def mobilenet_v1(
-    *, num_classes: int = 1000, in_channels: int = 3, width_mult: float = 1.0
-) -> MobileNetV1:
+# params and GMACs are ours. v1: 4,231,976 is Table 1 counted exactly (convs without bias, BN γ/β,
+# fc with bias), which the paper rounds to 4.2M; its Table 1 MACs are 569M. v2: ours equal
+# torchvision's; the paper says 3.4M parameters and 300M MACs (docs/recipes.md).
+@register_model("mobilenet_v1", input_size=224, paper="Howard et al. 2017", params=4_231_976,
+                gmacs=0.5687, paper_params=4_200_000, paper_macs=0.569)  # fmt: skip
+def mobilenet_v1(**kwargs: Any) -> MobileNetV1:
     """MobileNet v1 (1.0 MobileNet-224 at ``width_mult=1``)."""
-    return MobileNetV1(num_classes, in_channels, width_mult)
+    return MobileNetV1(**kwargs)
 
 
-# torchvision's count; the paper says 3.4M parameters and 300M MACs (RECIPES.md).
-@register_model("mobilenet_v2", input_size=224, paper="Sandler et al. 2018",
-                paper_params=3_504_872, paper_macs=0.300,
+@register_model("mobilenet_v2", input_size=224, paper="Sandler et al. 2018", params=3_504_872,
+                gmacs=0.3008, paper_params=3_400_000, paper_macs=0.300,
                 torchvision_twin="mobilenet_v2")  # fmt: skip
-def mobilenet_v2(
-    *, num_classes: int = 1000, in_channels: int = 3, width_mult: float = 1.0,
-    dropout: float = 0.2,
-) -> MobileNetV2:  # fmt: skip
+def mobilenet_v2(**kwargs: Any) -> MobileNetV2:
     """MobileNet v2 (1.0, 224)."""
-    return MobileNetV2(num_classes, in_channels, width_mult, dropout)
+    return MobileNetV2(**kwargs)

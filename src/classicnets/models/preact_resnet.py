@@ -16,13 +16,15 @@ the last conv of every residual branch (a pre-activation branch ends in a conv, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from classicnets.models.registry import register_model
-from classicnets.models.resnet import Shortcut, conv1x1, conv3x3, make_shortcut
+from classicnets.models.resnet import ResNet, Shortcut, conv1x1, conv3x3, make_shortcut
 
 PAPER = "He et al. 2016"
 
@@ -58,6 +60,10 @@ class PreActBasicBlock(nn.Module):
         """The conv that closes the residual branch."""
         return self.conv2
 
+    def zero_init_last(self) -> None:
+        """Zero the branch's last conv, so the unit starts as its shortcut."""
+        nn.init.zeros_(self.last_conv.weight)
+
 
 class PreActBottleneck(nn.Module):
     """BN → ReLU → 1×1 → BN → ReLU → 3×3 → BN → ReLU → 1×1 (×4), plus the shortcut."""
@@ -92,49 +98,35 @@ class PreActBottleneck(nn.Module):
         """The conv that closes the residual branch."""
         return self.conv3
 
+    def zero_init_last(self) -> None:
+        """Zero the branch's last conv, so the unit starts as its shortcut."""
+        nn.init.zeros_(self.last_conv.weight)
 
-class PreActResNet(nn.Module):
-    """Pre-activation ResNet for 224×224 ImageNet input (the ResNet Table 1 layout)."""
+
+class PreActResNet(ResNet):
+    """Pre-activation ResNet for 224×224 ImageNet input: ResNet's stem and stages (the ResNet
+    Table 1 layout) built of pre-activation units, and a final BN + ReLU before the pooling."""
 
     def __init__(
-        self,
-        block: type[PreActBasicBlock | PreActBottleneck],
-        layers: list[int],
-        num_classes: int = 1000,
-        in_channels: int = 3,
-        shortcut: Shortcut = "B",
-        stride_in_1x1: bool = False,
-        zero_init_residual: bool = False,
-    ) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        unit = partial(block, shortcut=shortcut, stride_in_1x1=stride_in_1x1)
-        in_planes = 64
-        stages = []
-        for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
-            # The stem's BN + ReLU is the first unit's pre-activation (appendix).
-            stage = [unit(in_planes, planes, 1 if i == 0 else 2, preact=i > 0)]
-            in_planes = planes * block.expansion
-            stage += [unit(in_planes, planes) for _ in range(blocks - 1)]
-            stages.append(nn.Sequential(*stage))
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        # The last unit's sum is activated once more before pooling (appendix).
-        self.final_bn = nn.BatchNorm2d(in_planes)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(in_planes, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):  # He init, fan_out (preresnet.lua's MSRinit)
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        if zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, PreActBasicBlock | PreActBottleneck):
-                    nn.init.zeros_(m.last_conv.weight)
+        self, block: type[PreActBasicBlock | PreActBottleneck], layers: Sequence[int],
+        **options: Any,
+    ) -> None:  # fmt: skip
+        """``options`` are ResNet's: num_classes, in_channels, shortcut, stride_in_1x1,
+        zero_init_residual."""
+        super().__init__(block, layers, **options)
+        # The last unit's sum is activated once more before pooling (appendix); a fresh BN is
+        # γ=1, β=0, the init reset_parameters gives the others.
+        self.final_bn = nn.BatchNorm2d(self.fc.in_features)
+
+    def make_unit(
+        self, block: type[nn.Module], in_planes: int, planes: int, stride: int, first: bool,
+        **options: Any,
+    ) -> nn.Module:  # fmt: skip
+        """A unit; the stem's BN + ReLU is the first unit's pre-activation (appendix)."""
+        if options["groups"] != 1 or options["width_per_group"] != 64:
+            raise ValueError("pre-activation units have no grouped (ResNeXt) form")
+        return block(in_planes, planes, stride, options["shortcut"], preact=not first,
+                     stride_in_1x1=options["stride_in_1x1"])  # fmt: skip
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -143,60 +135,21 @@ class PreActResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-# Parameters: ResNet's count less the BN of its projections (1,792 for 18/34, 7,680 for 50+).
-# The other BN differences cancel: the final BN (2·512·expansion) balances the stage-entry BNs,
-# which see the narrower input, and the first unit's, which the stem's BN replaces. The figures are
-# computed from this layout (the paper states none); MACs equal the v1.5 ResNet's.
-@register_model("preact_resnet18", input_size=224, paper=PAPER, paper_params=11_687_720,
-                paper_macs=1.814)  # fmt: skip
-def preact_resnet18(
-    *, num_classes: int = 1000, in_channels: int = 3, shortcut: Shortcut = "B",
-    stride_in_1x1: bool = False, zero_init_residual: bool = False,
-) -> PreActResNet:  # fmt: skip
-    """Pre-activation ResNet-18: basic units [2, 2, 2, 2]."""
-    return PreActResNet(PreActBasicBlock, [2, 2, 2, 2], num_classes, in_channels, shortcut,
-                        stride_in_1x1, zero_init_residual)  # fmt: skip
-
-
-@register_model("preact_resnet34", input_size=224, paper=PAPER, paper_params=21_795_880,
-                paper_macs=3.664)  # fmt: skip
-def preact_resnet34(
-    *, num_classes: int = 1000, in_channels: int = 3, shortcut: Shortcut = "B",
-    stride_in_1x1: bool = False, zero_init_residual: bool = False,
-) -> PreActResNet:  # fmt: skip
-    """Pre-activation ResNet-34: basic units [3, 4, 6, 3]."""
-    return PreActResNet(PreActBasicBlock, [3, 4, 6, 3], num_classes, in_channels, shortcut,
-                        stride_in_1x1, zero_init_residual)  # fmt: skip
-
-
-@register_model("preact_resnet50", input_size=224, paper=PAPER, paper_params=25_549_352,
-                paper_macs=4.089)  # fmt: skip
-def preact_resnet50(
-    *, num_classes: int = 1000, in_channels: int = 3, shortcut: Shortcut = "B",
-    stride_in_1x1: bool = False, zero_init_residual: bool = False,
-) -> PreActResNet:  # fmt: skip
-    """Pre-activation ResNet-50: bottleneck units [3, 4, 6, 3]."""
-    return PreActResNet(PreActBottleneck, [3, 4, 6, 3], num_classes, in_channels, shortcut,
-                        stride_in_1x1, zero_init_residual)  # fmt: skip
-
-
-@register_model("preact_resnet101", input_size=224, paper=PAPER, paper_params=44_541_480,
-                paper_macs=7.801)  # fmt: skip
-def preact_resnet101(
-    *, num_classes: int = 1000, in_channels: int = 3, shortcut: Shortcut = "B",
-    stride_in_1x1: bool = False, zero_init_residual: bool = False,
-) -> PreActResNet:  # fmt: skip
-    """Pre-activation ResNet-101: bottleneck units [3, 4, 23, 3]."""
-    return PreActResNet(PreActBottleneck, [3, 4, 23, 3], num_classes, in_channels, shortcut,
-                        stride_in_1x1, zero_init_residual)  # fmt: skip
-
-
-@register_model("preact_resnet152", input_size=224, paper=PAPER, paper_params=60_185_128,
-                paper_macs=11.514)  # fmt: skip
-def preact_resnet152(
-    *, num_classes: int = 1000, in_channels: int = 3, shortcut: Shortcut = "B",
-    stride_in_1x1: bool = False, zero_init_residual: bool = False,
-) -> PreActResNet:  # fmt: skip
-    """Pre-activation ResNet-152: bottleneck units [3, 8, 36, 3]."""
-    return PreActResNet(PreActBottleneck, [3, 8, 36, 3], num_classes, in_channels, shortcut,
-                        stride_in_1x1, zero_init_residual)  # fmt: skip
+# One line per variant: (unit, units per stage, params, GMACs), all ours, measured on this layout:
+# the paper states none (its ImageNet models are the 152 and the 200). Parameters: ResNet's count
+# less the BN of its projections (1,792 for 18/34, 7,680 for 50+); the other BN differences cancel:
+# the final BN (2·512·expansion) balances the stage-entry BNs, which see the narrower input, and
+# the first unit's, which the stem's BN replaces. GMACs equal the v1.5 ResNet's. The 200 is Table
+# 5's ResNet-200 (fb.resnet.torch's preresnet.lua: [3, 24, 36, 3]); ResNeXt's Table 4 ranks it
+# among the nets of twice ResNet-101's ~7.8 GFLOPs.
+PREACT_RESNETS = {
+    "preact_resnet18": (PreActBasicBlock, [2, 2, 2, 2], 11_687_720, 1.814),
+    "preact_resnet34": (PreActBasicBlock, [3, 4, 6, 3], 21_795_880, 3.664),
+    "preact_resnet50": (PreActBottleneck, [3, 4, 6, 3], 25_549_352, 4.089),
+    "preact_resnet101": (PreActBottleneck, [3, 4, 23, 3], 44_541_480, 7.801),
+    "preact_resnet152": (PreActBottleneck, [3, 8, 36, 3], 60_185_128, 11.514),
+    "preact_resnet200": (PreActBottleneck, [3, 24, 36, 3], 64_666_152, 15.007),
+}
+for name, (block, layers, params, gmacs) in PREACT_RESNETS.items():
+    register = register_model(name, input_size=224, paper=PAPER, params=params, gmacs=gmacs)
+    register(partial(PreActResNet, block, layers))

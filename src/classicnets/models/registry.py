@@ -11,14 +11,20 @@ from torch import nn
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the paper says about a registered network, for tables and tests."""
+    """A registered network: our own counts beside what its paper states, for tables and tests.
+
+    ``params`` and ``gmacs`` are ours, measured on the network the builder makes with its
+    defaults (the tests hold them exactly); ``paper_params`` and ``paper_macs`` are the paper's
+    figures as printed (rounded), None where the paper states none (docs/recipes.md)."""
 
     name: str
     builder: Callable[..., nn.Module]
     input_size: int  # the paper's training crop, in pixels
     paper: str  # short citation, e.g. "Krizhevsky et al. 2012"
-    paper_params: int | None = None  # the figure the tests hold us to (RECIPES.md)
-    paper_macs: float | None = None  # multiply-adds at input_size, in GMACs (RECIPES.md)
+    params: int | None = None  # ours: trainable parameters of the default build
+    gmacs: float | None = None  # ours: multiply-adds at input_size, in GMACs
+    paper_params: int | None = None  # the paper's parameter count, None where it gives none
+    paper_macs: float | None = None  # the paper's multiply-adds at input_size, in GMACs
     torchvision_twin: str | None = None  # torchvision builder of the identical network
 
 
@@ -34,6 +40,8 @@ def register_model(
     *,
     input_size: int,
     paper: str,
+    params: int | None = None,
+    gmacs: float | None = None,
     paper_params: int | None = None,
     paper_macs: float | None = None,
     torchvision_twin: str | None = None,
@@ -44,8 +52,9 @@ def register_model(
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         _REGISTRY[name] = ModelInfo(
-            name, builder, input_size, paper, paper_params, paper_macs, torchvision_twin
-        )
+            name, builder, input_size, paper, params, gmacs, paper_params, paper_macs,
+            torchvision_twin,
+        )  # fmt: skip
         return builder
 
     return decorate

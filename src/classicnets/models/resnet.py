@@ -13,8 +13,9 @@ torchvision ResNet state_dict loads into ours by name.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +25,7 @@ from classicnets.models.registry import register_model
 
 Shortcut = Literal["A", "B", "C"]
 PAPER = "He et al. 2015"
+XIE = "Xie et al. 2017"
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -100,6 +102,10 @@ class BasicBlock(nn.Module):
         out = self.bn2(self.conv2(out))
         return self.relu(out + identity)
 
+    def zero_init_last(self) -> None:
+        """Start the residual branch at zero, so the block is its shortcut."""
+        nn.init.zeros_(self.bn2.weight)
+
 
 class Bottleneck(nn.Module):
     """1×1 reduce → 3×3 → 1×1 expand ×4 (Fig. 5 right), used by ResNet-50/101/152.
@@ -140,14 +146,21 @@ class Bottleneck(nn.Module):
         out = self.bn3(self.conv3(out))
         return self.relu(out + identity)
 
+    def zero_init_last(self) -> None:
+        """Start the residual branch at zero, so the block is its shortcut."""
+        nn.init.zeros_(self.bn3.weight)
+
 
 class ResNet(nn.Module):
-    """ResNet / ResNeXt for 224×224 ImageNet input (Table 1 of He et al. 2015)."""
+    """ResNet / ResNeXt for 224×224 ImageNet input (Table 1 of He et al. 2015).
+
+    Subclasses change the unit (``make_unit``) and the head (``forward``); the stem and the
+    stage loop are this one."""
 
     def __init__(
         self,
-        block: type[BasicBlock | Bottleneck],
-        layers: list[int],
+        block: type[nn.Module],
+        layers: Sequence[int],
         num_classes: int = 1000,
         in_channels: int = 3,
         shortcut: Shortcut = "B",
@@ -162,27 +175,37 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         # Every unit of the network shares the shortcut option, groups and stride placement.
-        unit = partial(block, shortcut=shortcut, groups=groups, width_per_group=width_per_group,
-                       stride_in_1x1=stride_in_1x1)  # fmt: skip
+        options = dict(shortcut=shortcut, stride_in_1x1=stride_in_1x1, groups=groups,
+                       width_per_group=width_per_group)  # fmt: skip
+        expansion: int = block.expansion  # type: ignore[assignment]
         in_planes = 64
         stages = []
         for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
             first_stride = 1 if i == 0 else 2  # conv3_1, conv4_1 and conv5_1 downsample (Table 1)
-            stage = [unit(in_planes, planes, first_stride)]
-            in_planes = planes * block.expansion
-            stage += [unit(in_planes, planes) for _ in range(blocks - 1)]
+            stage = [self.make_unit(block, in_planes, planes, first_stride, i == 0, **options)]
+            in_planes = planes * expansion
+            stage += [self.make_unit(block, in_planes, planes, 1, False, **options)
+                      for _ in range(blocks - 1)]  # fmt: skip
             stages.append(nn.Sequential(*stage))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        self.fc = nn.Linear(in_planes, num_classes)
         self.reset_parameters(zero_init_residual)
+
+    def make_unit(
+        self, block: type[nn.Module], in_planes: int, planes: int, stride: int, first: bool,
+        **options: Any,
+    ) -> nn.Module:  # fmt: skip
+        """One residual unit; ``first`` marks the network's first (pre-activation needs it)."""
+        return block(in_planes, planes, stride, **options)
 
     def reset_parameters(self, zero_init_residual: bool = False) -> None:
         """He init (section 3.4 cites He et al. 2015b, whose section 2.2 allows either fan; fan_out
         as fb.resnet.torch and torchvision), BN γ=1, β=0; the fc keeps PyTorch's default.
 
-        ``zero_init_residual`` sets the last BN γ of every residual branch to 0, so each block
-        starts as the identity (Goyal et al. 2017, section 5.1; not in the ResNet paper)."""
+        ``zero_init_residual`` starts every residual branch at zero (the last BN γ, or the last
+        conv of a pre-activation unit), so each block starts as the identity (Goyal et al. 2017,
+        section 5.1; not in the ResNet paper)."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -191,10 +214,8 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bias)
         if zero_init_residual:
             for m in self.modules():
-                if isinstance(m, Bottleneck):
-                    nn.init.zeros_(m.bn3.weight)
-                elif isinstance(m, BasicBlock):
-                    nn.init.zeros_(m.bn2.weight)
+                if hasattr(m, "zero_init_last"):
+                    m.zero_init_last()
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -202,72 +223,44 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-# Parameter counts are torchvision's (option B; v1 and v1.5 are equal); paper_macs are the paper's
-# Table 1 FLOPs (multiply-adds with the v1 stride placement). torchvision's v1.5 networks measure
-# 1.814 / 3.664 / 4.089 / 7.801 / 11.514 GMACs.
-@register_model("resnet18", input_size=224, paper=PAPER, paper_params=11_689_512, paper_macs=1.8,
-                torchvision_twin="resnet18")  # fmt: skip
-def resnet18(*, num_classes: int = 1000, in_channels: int = 3, shortcut: Shortcut = "B",
-             stride_in_1x1: bool = False, zero_init_residual: bool = False) -> ResNet:  # fmt: skip
-    """ResNet-18: basic blocks [2, 2, 2, 2]."""
-    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, in_channels, shortcut, stride_in_1x1,
-                  zero_init_residual)  # fmt: skip
+# One line per variant: (block, units per stage, params, GMACs, the paper's GMACs). params and
+# GMACs are ours, of the builders' defaults: torchvision's v1.5 networks with option B shortcuts,
+# whose parameter counts are torchvision's (the paper states none). The paper's GMACs are Table 1's
+# FLOPs (multiply-adds), which count the networks the recipes build: the stride on the first 1×1
+# (stride_in_1x1=true; ours 3.858 / 7.570 / 11.282) and option A for 18/34 (ours 1.795 / 3.644).
+RESNETS = {
+    "resnet18": (BasicBlock, [2, 2, 2, 2], 11_689_512, 1.814, 1.8),
+    "resnet34": (BasicBlock, [3, 4, 6, 3], 21_797_672, 3.664, 3.6),
+    "resnet50": (Bottleneck, [3, 4, 6, 3], 25_557_032, 4.089, 3.8),
+    "resnet101": (Bottleneck, [3, 4, 23, 3], 44_549_160, 7.801, 7.6),
+    "resnet152": (Bottleneck, [3, 8, 36, 3], 60_192_808, 11.514, 11.3),
+}
+for name, (block, layers, params, gmacs, paper_macs) in RESNETS.items():
+    register = register_model(name, input_size=224, paper=PAPER, params=params, gmacs=gmacs,
+                              paper_macs=paper_macs, torchvision_twin=name)  # fmt: skip
+    register(partial(ResNet, block, layers))
 
+# ResNeXt (Xie et al. 2017): bottlenecks whose 3×3 is ``groups`` paths of ``width`` channels at
+# conv2 (doubling per stage), the stride in the 3×3, option B shortcuts (section 4). One line per
+# variant: (units per stage, groups, width, params, GMACs, the paper's params, the paper's GMACs).
+# params and GMACs are ours. The paper's: ResNeXt-50 Table 1 (25.0M, 4.2 GFLOPs); 101 32×4d,
+# Table 3's "~7.8 billion FLOPs" of the 101-layer nets of 1× complexity, no parameter count;
+# 64×4d 83.6M and 15.6 GFLOPs (recalled; Papers with Code lists 83.6M). FLOPs are multiply-adds.
+RESNEXTS = {
+    "resnext50_32x4d": ([3, 4, 6, 3], 32, 4, 25_028_904, 4.230, 25_000_000, 4.2),
+    "resnext101_32x4d": ([3, 4, 23, 3], 32, 4, 44_177_704, 7.970, None, 7.8),
+    "resnext101_64x4d": ([3, 4, 23, 3], 64, 4, 83_455_272, 15.460, 83_600_000, 15.6),
+}
+for name, (layers, groups, width, params, gmacs, paper_params, paper_macs) in RESNEXTS.items():
+    twin = name if name == "resnext50_32x4d" else None  # torchvision ships no 32×4d/64×4d 101
+    register = register_model(name, input_size=224, paper=XIE, params=params, gmacs=gmacs,
+                              paper_params=paper_params, paper_macs=paper_macs,
+                              torchvision_twin=twin)  # fmt: skip
+    register(partial(ResNet, Bottleneck, layers, groups=groups, width_per_group=width))
 
-@register_model("resnet34", input_size=224, paper=PAPER, paper_params=21_797_672, paper_macs=3.6,
-                torchvision_twin="resnet34")  # fmt: skip
-def resnet34(*, num_classes: int = 1000, in_channels: int = 3, shortcut: Shortcut = "B",
-             stride_in_1x1: bool = False, zero_init_residual: bool = False) -> ResNet:  # fmt: skip
-    """ResNet-34: basic blocks [3, 4, 6, 3]."""
-    return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, in_channels, shortcut, stride_in_1x1,
-                  zero_init_residual)  # fmt: skip
-
-
-@register_model("resnet50", input_size=224, paper=PAPER, paper_params=25_557_032, paper_macs=3.8,
-                torchvision_twin="resnet50")  # fmt: skip
-def resnet50(*, num_classes: int = 1000, in_channels: int = 3, shortcut: Shortcut = "B",
-             stride_in_1x1: bool = False, zero_init_residual: bool = False) -> ResNet:  # fmt: skip
-    """ResNet-50: bottlenecks [3, 4, 6, 3]."""
-    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, in_channels, shortcut, stride_in_1x1,
-                  zero_init_residual)  # fmt: skip
-
-
-@register_model("resnet101", input_size=224, paper=PAPER, paper_params=44_549_160, paper_macs=7.6,
-                torchvision_twin="resnet101")  # fmt: skip
-def resnet101(*, num_classes: int = 1000, in_channels: int = 3, shortcut: Shortcut = "B",
-              stride_in_1x1: bool = False, zero_init_residual: bool = False) -> ResNet:  # fmt: skip
-    """ResNet-101: bottlenecks [3, 4, 23, 3]."""
-    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, in_channels, shortcut, stride_in_1x1,
-                  zero_init_residual)  # fmt: skip
-
-
-@register_model("resnet152", input_size=224, paper=PAPER, paper_params=60_192_808,
-                paper_macs=11.3, torchvision_twin="resnet152")  # fmt: skip
-def resnet152(*, num_classes: int = 1000, in_channels: int = 3, shortcut: Shortcut = "B",
-              stride_in_1x1: bool = False, zero_init_residual: bool = False) -> ResNet:  # fmt: skip
-    """ResNet-152: bottlenecks [3, 8, 36, 3]."""
-    return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, in_channels, shortcut, stride_in_1x1,
-                  zero_init_residual)  # fmt: skip
-
-
-# ResNeXt (Xie et al. 2017, Table 1): the stride is in the 3×3 and shortcuts are option B
-# (section 4). Parameter counts are torchvision's.
-@register_model("resnext50_32x4d", input_size=224, paper="Xie et al. 2017",
-                paper_params=25_028_904, paper_macs=4.2,
-                torchvision_twin="resnext50_32x4d")  # fmt: skip
-def resnext50_32x4d(*, num_classes: int = 1000, in_channels: int = 3,
-                    zero_init_residual: bool = False) -> ResNet:  # fmt: skip
-    """ResNeXt-50 (32×4d): ResNet-50's layout, 32 paths of 4 channels (a 128-wide 3×3 at conv2)."""
-    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, in_channels, "B", False,
-                  zero_init_residual, groups=32, width_per_group=4)  # fmt: skip
-
-
-# 32×8d is the 101-layer variant torchvision ships; its MACs here are torchvision's too.
-@register_model("resnext101_32x8d", input_size=224, paper="Xie et al. 2017",
-                paper_params=88_791_336, paper_macs=16.414,
-                torchvision_twin="resnext101_32x8d")  # fmt: skip
-def resnext101_32x8d(*, num_classes: int = 1000, in_channels: int = 3,
-                     zero_init_residual: bool = False) -> ResNet:  # fmt: skip
-    """ResNeXt-101 (32×8d): ResNet-101's layout, 32 paths of 8 channels (256-wide 3×3 at conv2)."""
-    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, in_channels, "B", False,
-                  zero_init_residual, groups=32, width_per_group=8)  # fmt: skip
+# Not a model of the paper: torchvision's 101-layer ResNeXt, 32 paths of 8 channels; every figure
+# here is ours.
+register = register_model("resnext101_32x8d", input_size=224,
+                          paper="torchvision (ResNeXt, Xie et al. 2017)", params=88_791_336,
+                          gmacs=16.414, torchvision_twin="resnext101_32x8d")  # fmt: skip
+register(partial(ResNet, Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=8))

@@ -9,6 +9,8 @@ pool → fc. ShuffleNet v2's module names follow torchvision's, so its state_dic
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -188,73 +190,28 @@ class ShuffleNetV2(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
-# ShuffleNet v1 parameter counts are this layout's, counted (the paper gives none; the official
-# code's README rounds g=3 to 1.9M and g=8 to 2.4M). paper_macs: the complexity row of Table 1
-# (143, 140, 137, 133, 137 MFLOPs for g = 1, 2, 3, 4, 8; recalled, RECIPES.md has g=3's 137-138M).
-@register_model("shufflenet_v1_g1", input_size=224, paper="Zhang et al. 2017",
-                paper_params=1_530_936, paper_macs=0.143)  # fmt: skip
-def shufflenet_v1_g1(*, num_classes: int = 1000, in_channels: int = 3) -> ShuffleNetV1:
-    """ShuffleNet 1× (g = 1)."""
-    return ShuffleNetV1(1, num_classes, in_channels)
+# One line per variant: (groups or width, params, GMACs, the paper's MFLOPs). params and GMACs are
+# ours, counted on these layouts (v2's parameter counts are also torchvision's); the papers give no
+# parameter counts (the official code's README rounds v1 g=3 to 1.9M, g=8 to 2.4M, and v2 to
+# 1.4 / 2.3 / 3.5 / 7.4M). Paper MFLOPs: v1 Table 1's complexity row (143, 140, 137, 133, 137 for
+# g = 1, 2, 3, 4, 8; recalled, docs/recipes.md has g=3's 137-138M); v2 Table 5 (41, 146, 299, 591).
+V1_VARIANTS = [
+    (1, 1_530_936, 0.1431, 0.143), (2, 1_732_848, 0.1408, 0.140), (3, 1_864_728, 0.1375, 0.137),
+    (4, 1_967_344, 0.1343, 0.133), (8, 2_433_768, 0.1384, 0.137),
+]  # fmt: skip
+# The official code adds dropout 0.2 before the 2× fc; the paper and torchvision do not.
+V2_VARIANTS = [
+    ("0.5", 1_366_792, 0.0405, 0.041), ("1.0", 2_278_604, 0.1449, 0.146),
+    ("1.5", 3_503_624, 0.2958, 0.299), ("2.0", 7_393_996, 0.5833, 0.591),
+]  # fmt: skip
 
-
-@register_model("shufflenet_v1_g2", input_size=224, paper="Zhang et al. 2017",
-                paper_params=1_732_848, paper_macs=0.140)  # fmt: skip
-def shufflenet_v1_g2(*, num_classes: int = 1000, in_channels: int = 3) -> ShuffleNetV1:
-    """ShuffleNet 1× (g = 2)."""
-    return ShuffleNetV1(2, num_classes, in_channels)
-
-
-@register_model("shufflenet_v1_g3", input_size=224, paper="Zhang et al. 2017",
-                paper_params=1_864_728, paper_macs=0.137)  # fmt: skip
-def shufflenet_v1_g3(*, num_classes: int = 1000, in_channels: int = 3) -> ShuffleNetV1:
-    """ShuffleNet 1× (g = 3), the paper's main model."""
-    return ShuffleNetV1(3, num_classes, in_channels)
-
-
-@register_model("shufflenet_v1_g4", input_size=224, paper="Zhang et al. 2017",
-                paper_params=1_967_344, paper_macs=0.133)  # fmt: skip
-def shufflenet_v1_g4(*, num_classes: int = 1000, in_channels: int = 3) -> ShuffleNetV1:
-    """ShuffleNet 1× (g = 4)."""
-    return ShuffleNetV1(4, num_classes, in_channels)
-
-
-@register_model("shufflenet_v1_g8", input_size=224, paper="Zhang et al. 2017",
-                paper_params=2_433_768, paper_macs=0.137)  # fmt: skip
-def shufflenet_v1_g8(*, num_classes: int = 1000, in_channels: int = 3) -> ShuffleNetV1:
-    """ShuffleNet 1× (g = 8)."""
-    return ShuffleNetV1(8, num_classes, in_channels)
-
-
-# ShuffleNet v2: torchvision's parameter counts; MACs from Table 5 (41, 146, 299, 591 MFLOPs).
-@register_model("shufflenet_v2_x0_5", input_size=224, paper="Ma et al. 2018",
-                paper_params=1_366_792, paper_macs=0.041,
-                torchvision_twin="shufflenet_v2_x0_5")  # fmt: skip
-def shufflenet_v2_x0_5(*, num_classes: int = 1000, in_channels: int = 3) -> ShuffleNetV2:
-    """ShuffleNet v2 0.5×."""
-    return ShuffleNetV2("0.5", num_classes, in_channels)
-
-
-@register_model("shufflenet_v2_x1_0", input_size=224, paper="Ma et al. 2018",
-                paper_params=2_278_604, paper_macs=0.146,
-                torchvision_twin="shufflenet_v2_x1_0")  # fmt: skip
-def shufflenet_v2_x1_0(*, num_classes: int = 1000, in_channels: int = 3) -> ShuffleNetV2:
-    """ShuffleNet v2 1×."""
-    return ShuffleNetV2("1.0", num_classes, in_channels)
-
-
-@register_model("shufflenet_v2_x1_5", input_size=224, paper="Ma et al. 2018",
-                paper_params=3_503_624, paper_macs=0.299,
-                torchvision_twin="shufflenet_v2_x1_5")  # fmt: skip
-def shufflenet_v2_x1_5(*, num_classes: int = 1000, in_channels: int = 3) -> ShuffleNetV2:
-    """ShuffleNet v2 1.5×."""
-    return ShuffleNetV2("1.5", num_classes, in_channels)
-
-
-@register_model("shufflenet_v2_x2_0", input_size=224, paper="Ma et al. 2018",
-                paper_params=7_393_996, paper_macs=0.591,
-                torchvision_twin="shufflenet_v2_x2_0")  # fmt: skip
-def shufflenet_v2_x2_0(*, num_classes: int = 1000, in_channels: int = 3) -> ShuffleNetV2:
-    """ShuffleNet v2 2×. (The official code adds dropout 0.2 before the fc here; the paper and
-    torchvision do not.)"""
-    return ShuffleNetV2("2.0", num_classes, in_channels)
+for groups, params, gmacs, paper_macs in V1_VARIANTS:
+    register = register_model(f"shufflenet_v1_g{groups}", input_size=224, paper="Zhang et al. 2017",
+                              params=params, gmacs=gmacs, paper_macs=paper_macs)  # fmt: skip
+    register(partial(ShuffleNetV1, groups))
+for width, params, gmacs, paper_macs in V2_VARIANTS:
+    name = f"shufflenet_v2_x{width.replace('.', '_')}"
+    register = register_model(name, input_size=224, paper="Ma et al. 2018", params=params,
+                              gmacs=gmacs, paper_macs=paper_macs,
+                              torchvision_twin=name)  # fmt: skip
+    register(partial(ShuffleNetV2, width))

@@ -12,15 +12,24 @@ exactly torchvision's (same modules, same names; torchvision's 7×7 adaptive poo
 
 from __future__ import annotations
 
-from typing import Literal
+import logging
+from functools import partial
+from typing import Any, Literal
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from classicnets.models.alexnet import paper_lrn
 from classicnets.models.registry import register_model
 
+log = logging.getLogger(__name__)
+
 Init = Literal["paper", "glorot"]
+INIT_NAMES = {
+    "paper": "N(0, 0.01), biases 0 (section 3.1)",
+    "glorot": "Glorot uniform, biases 0 (the authors' note, section 3.1, final version)",
+}
 
 # Table 1, one list per column; numbers are conv widths.
 CFGS: dict[str, list[int | str]] = {
@@ -86,6 +95,7 @@ class VGG(nn.Module):
         and AlexNet's N(0, 0.01)) the loss starts at ln(1000). We take the standard deviation."""
         if init not in ("paper", "glorot"):
             raise ValueError(f"init must be 'paper' or 'glorot', not {init!r}")
+        log.info("VGG init: %s", INIT_NAMES[init])
         for module in self.modules():
             if isinstance(module, nn.Conv2d | nn.Linear):
                 if init == "paper":
@@ -116,123 +126,67 @@ class VGG(nn.Module):
         return x.mean(dim=(2, 3))
 
 
-def _conv_stages(features: nn.Sequential) -> list[list[nn.Conv2d]]:
-    """The convolutions of each stage (the runs between max pools)."""
-    stages: list[list[nn.Conv2d]] = [[]]
-    for layer in features:
+def _conv_stages(features: nn.Sequential) -> list[list[str]]:
+    """The names (indices in ``features``) of the convolutions of each stage, the runs between
+    max pools."""
+    stages: list[list[str]] = [[]]
+    for name, layer in features.named_children():
         if isinstance(layer, nn.Conv2d):
-            stages[-1].append(layer)
+            stages[-1].append(name)
         elif isinstance(layer, nn.MaxPool2d):
             stages.append([])
     return [stage for stage in stages if stage]
 
 
-def transfer_from_config_a(net_a: VGG, net: VGG) -> None:
-    """Section 3.1: a deeper net starts from a trained net A's first four conv layers and its
-    three FC layers; the other layers keep their random init.
+def config_a_layers(net: VGG) -> list[tuple[str, str]]:
+    """Section 3.1's rule as (net A module, ``net`` module) name pairs: a deeper net starts from a
+    trained net A's first four conv layers and its three FC layers.
 
     A's first four convs are 3→64 (stage 1), 64→128 (stage 2), 128→256 and 256→256 (stage 3);
-    each goes to the same position in the same stage of the deeper net, the one place it fits."""
-    pairs: list[tuple[nn.Module, nn.Module]] = []
-    for stage_a, stage in zip(
-        _conv_stages(net_a.features), _conv_stages(net.features), strict=True
-    ):
+    each goes to the same position in the same stage of the deeper net, the one place it fits.
+    The FC layers have the same names in every column."""
+    with torch.device("meta"):  # A's layout only: nothing allocated, nothing initialised
+        features_a = make_layers(CFGS["A"])
+    pairs: list[tuple[str, str]] = []
+    for stage_a, stage in zip(_conv_stages(features_a), _conv_stages(net.features), strict=True):
         pairs += zip(stage_a, stage, strict=False)  # the deeper stage is longer
-    pairs = pairs[:4]
-    fcs_a = [m for m in net_a.classifier if isinstance(m, nn.Linear)]
-    fcs = [m for m in net.classifier if isinstance(m, nn.Linear)]
-    for src, dst in [*pairs, *zip(fcs_a, fcs, strict=True)]:
-        dst.load_state_dict(src.state_dict())
+    convs = [(f"features.{a}", f"features.{b}") for a, b in pairs[:4]]
+    fcs = [
+        f"classifier.{n}" for n, m in net.classifier.named_children() if isinstance(m, nn.Linear)
+    ]
+    return convs + [(fc, fc) for fc in fcs]
 
 
-def _vgg(
-    cfg: str, batch_norm: bool, num_classes: int, in_channels: int, init: Init, dropout: float
-) -> VGG:
-    features = make_layers(CFGS[cfg], batch_norm=batch_norm, in_channels=in_channels)
-    return VGG(features, num_classes, init=init, dropout=dropout)
+def transfer_from_config_a(net_a: VGG, net: VGG) -> None:
+    """Copy net A's layers into the deeper ``net`` by section 3.1's rule; the other layers keep
+    their random init."""
+    for src, dst in config_a_layers(net):
+        net.get_submodule(dst).load_state_dict(net_a.get_submodule(src).state_dict())
 
 
-_PAPER = "Simonyan & Zisserman 2014"
-_PAPER_BN = "Simonyan & Zisserman 2014 (+BN, torchvision)"
+# One line per variant: (Table 1 column, BN, params, GMACs, Table 2's params). params and GMACs
+# are ours (the BN variants' parameter counts are also torchvision's metadata); Table 2 gives
+# millions (A and A-LRN share 133); the paper states no MACs. The BN variants are not the paper's.
+VGGS = {
+    "vgg11": ("A", False, 132_863_336, 7.609, 133_000_000),
+    "vgg11_lrn": ("A-LRN", False, 132_863_336, 7.609, 133_000_000),
+    "vgg13": ("B", False, 133_047_848, 11.308, 133_000_000),
+    "vgg16": ("D", False, 138_357_544, 15.470, 138_000_000),
+    "vgg19": ("E", False, 143_667_240, 19.632, 144_000_000),
+    "vgg11_bn": ("A", True, 132_868_840, 7.609, None),
+    "vgg13_bn": ("B", True, 133_053_736, 11.308, None),
+    "vgg16_bn": ("D", True, 138_365_992, 15.470, None),
+    "vgg19_bn": ("E", True, 143_678_248, 19.632, None),
+}
 
 
-@register_model("vgg11", input_size=224, paper=_PAPER, paper_params=132_863_336,
-                paper_macs=7.609, torchvision_twin="vgg11")  # fmt: skip
-def vgg11(
-    *, num_classes: int = 1000, in_channels: int = 3, init: Init = "paper", dropout: float = 0.5
-) -> VGG:
-    """Configuration A, 11 weight layers: 132,863,336 params."""
-    return _vgg("A", False, num_classes, in_channels, init, dropout)
+def _vgg(cfg: str, batch_norm: bool, *, in_channels: int = 3, **kwargs: Any) -> VGG:
+    return VGG(make_layers(CFGS[cfg], batch_norm, in_channels), **kwargs)
 
 
-@register_model("vgg11_lrn", input_size=224, paper=_PAPER, paper_params=132_863_336,
-                paper_macs=7.609)  # fmt: skip
-def vgg11_lrn(
-    *, num_classes: int = 1000, in_channels: int = 3, init: Init = "paper", dropout: float = 0.5
-) -> VGG:
-    """Configuration A-LRN: A with LRN after conv1 (Table 3: no better than A)."""
-    return _vgg("A-LRN", False, num_classes, in_channels, init, dropout)
-
-
-@register_model("vgg13", input_size=224, paper=_PAPER, paper_params=133_047_848,
-                paper_macs=11.308, torchvision_twin="vgg13")  # fmt: skip
-def vgg13(
-    *, num_classes: int = 1000, in_channels: int = 3, init: Init = "paper", dropout: float = 0.5
-) -> VGG:
-    """Configuration B, 13 weight layers: 133,047,848 params."""
-    return _vgg("B", False, num_classes, in_channels, init, dropout)
-
-
-@register_model("vgg16", input_size=224, paper=_PAPER, paper_params=138_357_544,
-                paper_macs=15.470, torchvision_twin="vgg16")  # fmt: skip
-def vgg16(
-    *, num_classes: int = 1000, in_channels: int = 3, init: Init = "paper", dropout: float = 0.5
-) -> VGG:
-    """Configuration D, 16 weight layers: 138,357,544 params."""
-    return _vgg("D", False, num_classes, in_channels, init, dropout)
-
-
-@register_model("vgg19", input_size=224, paper=_PAPER, paper_params=143_667_240,
-                paper_macs=19.632, torchvision_twin="vgg19")  # fmt: skip
-def vgg19(
-    *, num_classes: int = 1000, in_channels: int = 3, init: Init = "paper", dropout: float = 0.5
-) -> VGG:
-    """Configuration E, 19 weight layers: 143,667,240 params."""
-    return _vgg("E", False, num_classes, in_channels, init, dropout)
-
-
-# Parameter counts of the BN variants: torchvision's weights metadata ("num_params").
-@register_model("vgg11_bn", input_size=224, paper=_PAPER_BN, paper_params=132_868_840,
-                paper_macs=7.609, torchvision_twin="vgg11_bn")  # fmt: skip
-def vgg11_bn(
-    *, num_classes: int = 1000, in_channels: int = 3, init: Init = "paper", dropout: float = 0.5
-) -> VGG:
-    """Configuration A with BatchNorm after every conv (not in the paper)."""
-    return _vgg("A", True, num_classes, in_channels, init, dropout)
-
-
-@register_model("vgg13_bn", input_size=224, paper=_PAPER_BN, paper_params=133_053_736,
-                paper_macs=11.308, torchvision_twin="vgg13_bn")  # fmt: skip
-def vgg13_bn(
-    *, num_classes: int = 1000, in_channels: int = 3, init: Init = "paper", dropout: float = 0.5
-) -> VGG:
-    """Configuration B with BatchNorm after every conv (not in the paper)."""
-    return _vgg("B", True, num_classes, in_channels, init, dropout)
-
-
-@register_model("vgg16_bn", input_size=224, paper=_PAPER_BN, paper_params=138_365_992,
-                paper_macs=15.470, torchvision_twin="vgg16_bn")  # fmt: skip
-def vgg16_bn(
-    *, num_classes: int = 1000, in_channels: int = 3, init: Init = "paper", dropout: float = 0.5
-) -> VGG:
-    """Configuration D with BatchNorm after every conv (not in the paper)."""
-    return _vgg("D", True, num_classes, in_channels, init, dropout)
-
-
-@register_model("vgg19_bn", input_size=224, paper=_PAPER_BN, paper_params=143_678_248,
-                paper_macs=19.632, torchvision_twin="vgg19_bn")  # fmt: skip
-def vgg19_bn(
-    *, num_classes: int = 1000, in_channels: int = 3, init: Init = "paper", dropout: float = 0.5
-) -> VGG:
-    """Configuration E with BatchNorm after every conv (not in the paper)."""
-    return _vgg("E", True, num_classes, in_channels, init, dropout)
+for name, (column, batch_norm, params, gmacs, paper_params) in VGGS.items():
+    paper = "Simonyan & Zisserman 2014" + (" (+BN, torchvision)" if batch_norm else "")
+    register = register_model(name, input_size=224, paper=paper, params=params, gmacs=gmacs,
+                              paper_params=paper_params,
+                              torchvision_twin=None if column == "A-LRN" else name)  # fmt: skip
+    register(partial(_vgg, column, batch_norm))

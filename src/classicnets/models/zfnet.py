@@ -13,6 +13,7 @@ Figure 3's map sizes, 110 → 55 → 26 → 13 → 6.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -63,8 +64,9 @@ class ZFNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register_model("zfnet", input_size=224, paper="Zeiler & Fergus 2013",
-                paper_params=62_357_608, paper_macs=1.168)  # fmt: skip
-def zfnet(*, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5) -> ZFNet:
-    """ZFNet as in Figure 3: 62,357,608 params; train with ``callbacks.FilterRenorm(0.1)``."""
-    return ZFNet(num_classes, in_channels, dropout)
+# params and GMACs are ours: the paper states neither.
+@register_model("zfnet", input_size=224, paper="Zeiler & Fergus 2013", params=62_357_608,
+                gmacs=1.168)  # fmt: skip
+def zfnet(**kwargs: Any) -> ZFNet:
+    """ZFNet as in Figure 3; train with ``callbacks.FilterRenorm(0.1)``."""
+    return ZFNet(**kwargs)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import MultiplicativeLR
+from torch.optim.lr_scheduler import MultiplicativeLR, PolynomialLR, ReduceLROnPlateau
 
 
 class PassWiseLR(MultiplicativeLR):
@@ -27,3 +28,39 @@ class PassWiseLR(MultiplicativeLR):
             return next(rate for first, rate in reversed(rows) if epoch + 1 >= first)
 
         super().__init__(optimizer, lambda epoch: rate(epoch) / rate(epoch - 1))
+
+
+class PlateauLR(ReduceLROnPlateau):
+    """``ReduceLROnPlateau`` that divides the rate at most ``max_reductions`` times, as the papers
+    that annealed by hand did (AlexNet section 5: "reduced three times prior to termination";
+    VGG section 3.1: "decreased 3 times"); afterwards the rate stays until the run ends.
+
+    The count is part of ``state_dict``, so a resumed run does not reduce again."""
+
+    def __init__(self, optimizer: Optimizer, *, max_reductions: int, **kwargs: Any) -> None:
+        if max_reductions < 0:
+            raise ValueError(f"max_reductions must be >= 0, got {max_reductions}")
+        super().__init__(optimizer, **kwargs)
+        self.max_reductions = max_reductions
+        self.reductions = 0
+
+    def _reduce_lr(self, epoch: int | None) -> None:
+        if self.reductions >= self.max_reductions:
+            return
+        super()._reduce_lr(epoch)
+        self.reductions += 1
+
+
+class LinearDecayLR(PolynomialLR):
+    """The rate falls linearly from the optimizer's to 0 over ``total_steps`` scheduler steps
+    (ShuffleNet v1 section 4: "linearly-decaying learning rate policy (decreased from 0.5 to 0)").
+
+    ``total_steps`` is the run's length, not the paper's: ``ClassificationModule`` passes
+    ``trainer.estimated_stepping_batches`` to any scheduler that takes ``total_steps``, so the
+    schedule keeps its shape at any batch size and epoch count."""
+
+    def __init__(self, optimizer: Optimizer, total_steps: int) -> None:
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        super().__init__(optimizer, total_iters=total_steps, power=1.0)
+        self.total_steps = total_steps

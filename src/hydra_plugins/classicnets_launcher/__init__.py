@@ -1,0 +1,1 @@
+"""classicnets' Hydra launcher: sweeps that fill a node (node_launcher.NodeLauncher)."""

@@ -1,0 +1,139 @@
+"""``model.init_from``: which tensors come from the file, which stay as they were, and the files
+that are refused (wrong network, wrong shape, code in the pickle)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from classicnets.models import get_model
+from classicnets.models.init_from import InitFromError, init_from
+from classicnets.models.vgg import VGG
+from classicnets.module import ClassificationModule
+from classicnets.run.checkpoints import CONFIG_KEY
+from conftest import run_cli
+from run_helpers import TINY
+from test_safe_load import assert_one_error_line, evil_checkpoint
+
+
+def small_vgg(name: str) -> VGG:
+    """A VGG's real convolutions behind a toy 8-8-10 classifier (fc6 alone is 102M weights)."""
+    with torch.device("meta"):
+        model = get_model(name, num_classes=10)
+    model.classifier = nn.Sequential(
+        nn.Linear(8, 8), nn.ReLU(), nn.Dropout(), nn.Linear(8, 8), nn.ReLU(), nn.Dropout(),
+        nn.Linear(8, 10),
+    )  # fmt: skip
+    model.to_empty(device="cpu").reset_parameters("glorot")
+    return model
+
+
+def save_checkpoint(net: nn.Module, name: str, path: Path) -> Path:
+    """What Lightning writes for our ClassificationModule: ``net.``-prefixed state, the module's
+    hyperparameters and the run config."""
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    hparams = {"net": {"name": name}, "num_classes": 10, "in_channels": 3}
+    torch.save({"state_dict": state, "hyper_parameters": hparams, CONFIG_KEY: {}}, path)
+    return path
+
+
+def test_vgg_d_starts_from_net_a_by_the_papers_rule(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """§3.1: A's first four convs go to D's convs 1, 3, 5 and 6 (the first of stages 1 and 2, the
+    first two of stage 3), A's three FCs to D's; D's other nine convs keep their own init."""
+    torch.manual_seed(0)
+    net_a, net_d = small_vgg("vgg11"), small_vgg("vgg16")
+    path = save_checkpoint(net_a, "vgg11", tmp_path / "a.ckpt")
+    before = {k: v.clone() for k, v in net_d.state_dict().items()}
+    with caplog.at_level(logging.INFO, logger="classicnets.models.init_from"):
+        copied = init_from(net_d, "vgg16", path)
+    assert copied == 2 * (4 + 3)  # weight and bias of 4 convs and 3 FCs
+    convs_a = [m for m in net_a.features if isinstance(m, nn.Conv2d)]
+    convs_d = [m for m in net_d.features if isinstance(m, nn.Conv2d)]
+    for i_a, i_d in zip(range(4), (0, 2, 4, 5), strict=True):
+        assert torch.equal(convs_d[i_d].weight, convs_a[i_a].weight)
+        assert torch.equal(convs_d[i_d].bias, convs_a[i_a].bias)
+    names = dict(net_d.features.named_children())
+    untouched = [n for n, m in names.items() if isinstance(m, nn.Conv2d)]
+    untouched = [n for i, n in enumerate(untouched) if i not in (0, 2, 4, 5)]
+    assert len(untouched) == 9
+    for n in untouched:
+        assert torch.equal(
+            net_d.state_dict()[f"features.{n}.weight"], before[f"features.{n}.weight"]
+        )
+    for index in (0, 3, 6):
+        assert torch.equal(net_d.classifier[index].weight, net_a.classifier[index].weight)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"init_from: copied 14 tensors (VGG §3.1: net A's first four convs and three FCs into "
+        f"vgg16) from {path}"
+    ]
+
+
+def test_a_checkpoint_of_the_same_network_is_copied_whole(tmp_path: Path) -> None:
+    """Through the LightningModule, as ``model.init_from`` reaches it; eval rebuilds a module from
+    its hyperparameters, so the file is not one of them."""
+    torch.manual_seed(0)
+    source = ClassificationModule(net={"name": "lenet5"}, num_classes=10, in_channels=1)
+    state = source.state_dict()
+    hparams = dict(source.hparams)
+    path = tmp_path / "lenet.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": hparams, CONFIG_KEY: {}}, path)
+    torch.manual_seed(1)
+    fresh = ClassificationModule(net={"name": "lenet5"}, num_classes=10, in_channels=1)
+    assert not torch.equal(fresh.net.c1.weight, source.net.c1.weight)
+    module = ClassificationModule(
+        net={"name": "lenet5"}, num_classes=10, in_channels=1, init_from=str(path)
+    )
+    for key, value in source.net.state_dict().items():
+        assert torch.equal(module.net.state_dict()[key], value), key
+    assert "init_from" not in module.hparams
+
+
+def test_a_torchvision_state_dict_loads_into_the_twin_by_name(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    twin = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18_weights.pth"
+    torch.save(twin.state_dict(), path)
+    ours = get_model("resnet18")
+    assert init_from(ours, "resnet18", path) == len(twin.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(x), twin.eval()(x), rtol=0, atol=0)
+
+
+def test_other_class_count_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "resnet18_weights.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    net = get_model("resnet18", num_classes=10)
+    before = net.conv1.weight.clone()
+    with pytest.raises(InitFromError, match=r"fc\.weight .* shape \(1000, 512\).* \(10, 512\)"):
+        init_from(net, "resnet18", path)
+    assert torch.equal(net.conv1.weight, before)  # all or nothing
+
+
+def test_files_that_do_not_fit_are_refused(tmp_path: Path) -> None:
+    d_path = save_checkpoint(small_vgg("vgg16"), "vgg16", tmp_path / "d.ckpt")
+    with pytest.raises(InitFromError, match=r"holds a vgg16.*not initialise a vgg19.*vgg11"):
+        init_from(small_vgg("vgg19"), "vgg19", d_path)
+    plain = tmp_path / "lenet_weights.pth"
+    torch.save(get_model("lenet5").state_dict(), plain)
+    with pytest.raises(InitFromError, match="lenet5 has none: pass a checkpoint of ours"):
+        init_from(get_model("lenet5"), "lenet5", plain)
+
+
+def test_a_pickle_that_runs_code_is_refused_and_nothing_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = evil_checkpoint(tmp_path / "evil.ckpt", marker)
+    result = run_cli(
+        "train", *TINY, "logger=none", f"++model.init_from={path}",
+        f"hydra.run.dir={tmp_path / 'run'}", check=False,
+    )  # fmt: skip
+    assert_one_error_line(result, "evil.ckpt", "not a plain checkpoint")
+    assert not marker.exists()
+    assert not (tmp_path / "run" / "checkpoints").exists()
