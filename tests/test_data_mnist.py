@@ -46,3 +46,37 @@ def test_training_batch_and_evaluation_batch_are_separate() -> None:
     assert images.shape == (1, 1, 32, 32) and labels.shape == (1,)
     assert next(iter(data.val_dataloader()))[0].shape == (500, 1, 32, 32)
     assert sum(len(y) for _, y in data.val_dataloader()) == 1000  # every digit once
+
+
+def test_distortions_are_drawn_once_per_pass_from_the_seed_and_the_pass() -> None:
+    torch.manual_seed(7)
+    data = MNISTDataModule(batch_size=1, distortions=True)
+    data.setup()
+    dataset = data.train_dataloader().dataset
+    clean = data.splits["train"].tensors[0]
+    epoch = [0]
+    dataset.epoch = lambda: epoch[0]
+    first = torch.stack([dataset[i][0] for i in range(50)])
+    assert torch.equal(first, torch.stack([dataset[i][0] for i in range(50)]))  # fixed in a pass
+    assert not torch.equal(first, clean[:50])
+    epoch[0] = 1
+    second = torch.stack([dataset[i][0] for i in range(50)])
+    assert not torch.equal(first, second)  # a fresh draw each pass
+    epoch[0] = 0
+    assert torch.equal(first, torch.stack([dataset[i][0] for i in range(50)]))  # resumable
+    # pixel levels stay the paper's: background -0.1, nearest-pixel sampling adds no new level
+    assert set(first.unique().tolist()) <= set(clean.unique().tolist())
+
+
+def test_random_affine_moves_whole_pixels_and_keeps_the_background() -> None:
+    image = torch.full((3, 1, 32, 32), mnist.BACKGROUND)
+    image[:, :, 10:20, 12:16] = mnist.FOREGROUND
+    generator = torch.Generator().manual_seed(0)
+    assert torch.equal(mnist.random_affine(image, 0, 0, 0, generator), image)  # no distortion
+    shifted = mnist.random_affine(image, 1.0, 0, 0, generator)
+    for after in shifted:
+        rows, cols = (after[0] > 0).nonzero().T
+        assert (after[0] > 0).sum() == 40  # a translation keeps every pixel of the bar
+        assert abs(rows.min() - 10) <= 1 and abs(cols.min() - 12) <= 1
+    sheared = mnist.random_affine(image, 0, 0, 20.0, generator)
+    assert not torch.equal(sheared, image) and (sheared == mnist.BACKGROUND).any()

@@ -31,7 +31,8 @@ def _entries(directory: Path) -> set[str]:
 @pytest.mark.slow
 def test_ddp_run_stops_on_a_signal_to_rank_1_and_the_rerun_resumes(tmp_path: Path) -> None:
     run_dir, reference = tmp_path / "run", tmp_path / "reference"
-    exact = (*TINY, *DDP, "trainer.max_epochs=3", "trainer.deterministic=true")
+    exact = (*TINY, *DDP, "trainer.max_epochs=3", "trainer.deterministic=true",
+             "callbacks.checkpoint_on_signal.check_every_n_steps=1")  # fmt: skip  # agree each step
     run = (*exact, "logger=wandb", f"hydra.run.dir={run_dir}")
     # SIGUSR1 (SLURM's warning) reaches rank 1 only, 5 steps an epoch: both ranks stop after
     # step 8, mid-epoch 1, with last.ckpt saved.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 from functools import partial
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +16,9 @@ from torch.nn import functional as F
 from classicnets.models import register_model
 from classicnets.module import ClassificationModule, scaled_learning_rate
 from classicnets.optim import PassWiseLR
+from classicnets.safe_load import load_file
+from conftest import compose_config
+from run_helpers import TINY
 
 
 class TwoHeads(nn.Module):
@@ -78,26 +83,43 @@ def configured(m: ClassificationModule, steps: int = 40, epochs: int = 10):
 def test_linear_scaling_rule() -> None:
     assert scaled_learning_rate(0.1, 8192, 256) == pytest.approx(3.2)  # Goyal et al. 2017
     sgd = partial(torch.optim.SGD, lr=0.01)
-    same = configured(module(optimizer=sgd, reference_batch_size=32, batch_size=32))
-    assert same.param_groups[0]["lr"] == pytest.approx(0.01)
-    off = configured(module(optimizer=sgd, reference_batch_size=32, batch_size=64, scale_lr=False))
-    assert off.param_groups[0]["lr"] == pytest.approx(0.01)
-    smaller = configured(module(optimizer=sgd, reference_batch_size=32, batch_size=16))
-    assert smaller.param_groups[0]["lr"] == pytest.approx(0.005)  # no warm-up when smaller
+    for batch, scale_lr, lr in [(32, True, 0.01), (64, False, 0.01), (16, True, 0.005)]:
+        m = module(optimizer=sgd, reference_batch_size=32, batch_size=batch, scale_lr=scale_lr)
+        [optimizer], schedulers = configured(m)
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(lr)
+        assert schedulers == []  # no warm-up unless the batch grows
+        assert optimizer.defaults["lr"] == pytest.approx(lr)  # built with it, not rewritten
 
 
-def test_larger_batch_warms_up_to_the_scaled_rate() -> None:
+def test_larger_batch_warms_up_from_the_papers_rate_to_the_scaled_rate() -> None:
     m = module(optimizer=partial(torch.optim.SGD, lr=0.01), reference_batch_size=32, batch_size=128)
-    config = configured(m, steps=40, epochs=10)  # warm-up: 5 of 10 epochs = 20 steps
-    optimizer, warmup = config["optimizer"], config["lr_scheduler"]
+    [optimizer], [warmup] = configured(m, steps=40, epochs=10)  # warm-up: 5 of 10 epochs = 20 steps
     assert warmup["interval"] == "step" and warmup["scheduler"].total_iters == 20
     lrs = []
     for _ in range(25):
         lrs.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         warmup["scheduler"].step()
-    assert lrs[0] < 1e-4 and lrs == sorted(lrs)
-    assert lrs[-1] == pytest.approx(0.04)  # 0.01 x 128 / 32
+    # Goyal et al. 2017, section 2.2: from the paper's rate η = 0.01 up by a constant amount.
+    assert lrs[0] == pytest.approx(0.01)
+    steps = [b - a for a, b in itertools.pairwise(lrs[:21])]
+    assert steps == pytest.approx([0.03 / 20] * 20)
+    assert lrs[20:] == pytest.approx([0.04] * 5)  # 0.01 x 128 / 32
+
+
+def test_schedules_with_total_steps_get_the_length_of_the_run() -> None:
+    class LinearToZero(torch.optim.lr_scheduler.LambdaLR):
+        def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int) -> None:
+            self.total_steps = total_steps
+            super().__init__(optimizer, lambda step: 1 - step / total_steps)
+
+    m = module(optimizer=partial(torch.optim.SGD, lr=0.1), scheduler=LinearToZero)
+    _, [config] = configured(m, steps=40)
+    assert config["scheduler"].total_steps == 40
+    per_pattern = module(optimizer=partial(torch.optim.SGD, lr=0.1), scheduler=LinearToZero,
+                         updates_per_step=8)  # fmt: skip
+    _, [config] = configured(per_pattern, steps=40)
+    assert config["scheduler"].total_steps == 320  # Lightning counts batches: 8 updates each
 
 
 def test_pass_wise_rate_table() -> None:
@@ -132,11 +154,18 @@ def test_pass_wise_table_chains_with_the_warm_up() -> None:
 
 
 def test_non_finite_loss_stops_training_naming_the_step() -> None:
-    m = module(aux_loss_weights=[0.3, 0.3])
+    m = module(aux_loss_weights=[0.3, 0.3], check_every_n_steps=3)
     m.trainer = Trainer(logger=False, accelerator="cpu", devices=1)
-    x, y = torch.full((2, 1, 2, 2), float("nan")), torch.zeros(2, dtype=torch.long)
-    with pytest.raises(FloatingPointError, match="global step"):
-        m.training_step((x, y), 0)
+    good = torch.randn(2, 1, 2, 2), torch.zeros(2, dtype=torch.long)
+    bad = torch.full((2, 1, 2, 2), float("nan")), torch.zeros(2, dtype=torch.long)
+    m.training_step(good, 0)
+    m.training_step(bad, 1)  # no host sync yet: the window is checked every 3 steps
+    with pytest.raises(FloatingPointError, match="epoch 0, global step 0"):
+        m.training_step(good, 2)
+    m.window.clear()
+    m.training_step(bad, 3)
+    with pytest.raises(FloatingPointError, match="NaN or infinite"):
+        m.on_save_checkpoint({})  # a checkpoint never holds what a bad loss left
 
 
 def test_weight_decay_spares_the_named_parameter_kinds() -> None:
@@ -157,3 +186,26 @@ def test_weight_decay_spares_the_named_parameter_kinds() -> None:
     assert sum(p.numel() for g in (decay, spared) for p in g["params"]) == total
     with pytest.raises(ValueError, match="unknown"):
         parameter_groups(net, ["bn"])
+
+
+def test_updates_per_step_gives_the_weights_of_one_lightning_step_per_update(
+    tmp_path: Path, train_main
+) -> None:
+    # LeNet-5's recipe: 4 per-pattern SDLM updates per training batch, against 1, over two passes
+    # (the pass-wise rate table steps between them): the same patterns, updates and weights.
+    def fit(updates: int, batches: int) -> dict:
+        run_dir = tmp_path / f"updates{updates}"
+        overrides = [
+            *TINY, "logger=none", "test=false", "trainer.max_epochs=2",
+            f"trainer.limit_train_batches={batches}", f"model.updates_per_step={updates}",
+            "callbacks.sdlm_curvature.samples=20", "model.scheduler.table=[[1,5e-4],[2,2e-4]]",
+        ]  # fmt: skip
+        train_main(compose_config("train", overrides, run_dir))
+        return load_file(run_dir / "checkpoints" / "last.ckpt")
+
+    grouped, single = fit(4, 3), fit(1, 12)
+    assert grouped["global_step"] == single["global_step"] == 24  # updates, not batches
+    for key, value in single["state_dict"].items():
+        assert torch.allclose(grouped["state_dict"][key], value, atol=1e-6), key
+    lrs = [s["_last_lr"] for s in grouped["lr_schedulers"]]
+    assert lrs == [[pytest.approx(2e-4)]]  # the second pass's rate

@@ -11,6 +11,9 @@ command line, sweeps included) and the thread that watches those ranks
 (``_launch_process_observer``, which SIGKILLs every process, saying nothing useful, when one
 exits). :mod:`classicnets.launch` replaces both through :func:`replace_launcher_hooks`.
 
+A single-device strategy has no public cluster environment (SLURM's requeue settings):
+:func:`cluster_environment` reads the one the Trainer's private accelerator connector detected.
+
 Importing this module checks that each name still exists where it is patched, so that a
 Lightning release that renames one fails at once, naming it and the versions involved, instead
 of silently running Lightning's own hook. ``pyproject.toml`` pins the minor version the tests ran
@@ -24,6 +27,7 @@ from types import ModuleType
 
 import lightning
 from lightning import Trainer
+from lightning.fabric.plugins.environments import ClusterEnvironment
 from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
 from lightning.pytorch.loops import fit_loop
 from lightning.pytorch.strategies.launchers import subprocess_script as pytorch_launcher
@@ -79,3 +83,19 @@ def restore_train_loader_position(trainer: Trainer) -> None:
 
 
 check()
+
+
+def cluster_environment(trainer: Trainer) -> ClusterEnvironment | None:
+    """The run's cluster environment (SLURM's requeue settings live there). DDP strategies expose
+    it publicly; a single-device strategy has none, and only the private accelerator connector
+    knows the one Lightning detected."""
+    env = getattr(trainer.strategy, "cluster_environment", None)
+    if env is None:
+        connector = getattr(trainer, "_accelerator_connector", None)
+        if connector is None:
+            raise LightningChangedError(
+                f"Trainer._accelerator_connector does not exist in Lightning "
+                f"{lightning.__version__}; classicnets was tested with {TESTED_LIGHTNING}.x"
+            )
+        env = connector.cluster_environment
+    return env

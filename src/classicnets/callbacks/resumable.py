@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
+from classicnets import compat
 from classicnets.launch import stop_child_watch
 from classicnets.resume import LAST
 
@@ -88,15 +89,20 @@ class CheckpointOnSignal(Callback):
     SIGUSR1 is what SLURM sends before preemption or the time limit (``--signal=USR1@120``,
     conf/launcher/slurm.yaml). Lightning's own handlers save checkpoints and broadcast from
     inside the signal handler, at whatever point each rank happens to be; under DDP that met other
-    collectives and hung. Here the handler only records the signal. After every training batch
-    the ranks agree (one all-reduce) whether any of them got one, and then all of them save, the
-    job is requeued (rank 0, ``scontrol requeue``, as Lightning does) and training ends with
+    collectives and hung. Here the handler only records the signal. One process looks at the
+    record after every training batch (a set lookup); several agree (one all-reduce) every
+    ``check_every_n_steps`` batches and at every epoch end whether any of them got one, so no step
+    waits on a collective and a signal stops them within that many steps. Then all of them save,
+    the job is requeued (rank 0, ``scontrol requeue``, as Lightning does) and training ends with
     ``SIGTERMException``, exit status 128 + signal.
     The checkpoint holds the training loader's position (classicnets.data.sampling), so the
     resumed run goes on with the next batch.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, check_every_n_steps: int = 100) -> None:
+        if check_every_n_steps < 1:
+            raise ValueError(f"check_every_n_steps must be >= 1, got {check_every_n_steps}")
+        self.check_every_n_steps = check_every_n_steps
         self._received: set[int] = set()
         self._previous: dict[int, Any] = {}
         self._requeue_signal: int | None = None
@@ -104,7 +110,7 @@ class CheckpointOnSignal(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        env = trainer._accelerator_connector.cluster_environment
+        env = compat.cluster_environment(trainer)
         requeue = isinstance(env, SLURMEnvironment) and env.auto_requeue and env.requeue_signal
         self._requeue_signal = int(requeue) if requeue else None
         self._received.clear()
@@ -121,24 +127,26 @@ class CheckpointOnSignal(Callback):
     ) -> None:
         # After the epoch's last batch, stop after its validation instead (on_train_epoch_end):
         # Lightning resumes a checkpoint of this moment with the finished epoch's data iterator.
-        if batch_idx + 1 < trainer.num_training_batches:
-            self._stop_if_signalled(trainer)
+        if batch_idx + 1 >= trainer.num_training_batches:
+            return
+        if _distributed(trainer) and (batch_idx + 1) % self.check_every_n_steps:
+            return
+        self._stop_if_signalled(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._stop_if_signalled(trainer)
 
     def _stop_if_signalled(self, trainer: Trainer) -> None:
-        # [the signal received (the highest, 0 for none), whether it asks for a requeue]
-        flags = torch.tensor(
-            [max(self._received, default=0), self._requeue_signal in self._received],
-            dtype=torch.int32,
-            device=trainer.strategy.root_device,
-        )
-        if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
-            dist.all_reduce(flags, op=dist.ReduceOp.MAX)  # a signal on any rank stops them all
-        signum, requeue = int(flags[0]), bool(flags[1])
-        if not signum:
+        if _distributed(trainer):
+            signum, requeue = self._agree(trainer)
+        elif self._received:
+            signum, requeue = max(self._received), self._requeue_signal in self._received
+        else:
             return
+        if signum:
+            self._stop(trainer, signum, requeue)
+
+    def _stop(self, trainer: Trainer, signum: int, requeue: bool) -> None:
         path = self._save_last(trainer)
         rank_zero_info(
             f"stopped by signal {signum} at epoch {trainer.current_epoch}, global step "
@@ -148,6 +156,16 @@ class CheckpointOnSignal(Callback):
             requeue_slurm_job()
         stop_child_watch()  # the children exit as this process does, not killed by Lightning
         raise SIGTERMException(128 + signum)
+
+    def _agree(self, trainer: Trainer) -> tuple[int, bool]:
+        """(the highest signal any rank received, 0 for none; whether it asks for a requeue)."""
+        flags = torch.tensor(
+            [max(self._received, default=0), self._requeue_signal in self._received],
+            dtype=torch.int32,
+            device=trainer.strategy.root_device,
+        )
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)  # a signal on any rank stops them all
+        return int(flags[0]), bool(flags[1])
 
     @staticmethod
     def _save_last(trainer: Trainer) -> Path:
@@ -172,6 +190,10 @@ class CheckpointOnSignal(Callback):
             for signum, handler in self._previous.items():
                 signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         self._previous.clear()
+
+
+def _distributed(trainer: Trainer) -> bool:
+    return trainer.world_size > 1 and dist.is_available() and dist.is_initialized()
 
 
 def requeue_slurm_job() -> None:
