@@ -53,7 +53,7 @@ def describe(
             lines.append(
                 f"batch {batch} vs the paper's {reference}: lr ×{batch / reference:g} = {lr:g} "
                 "(linear scaling rule)"
-                + (f", warm-up over {warmup:g} epochs from lr/1000" if warmup else "")
+                + (f", warm-up over {warmup:g} epochs from lr {optimizer.lr:g}" if warmup else "")
             )
         else:
             lines.append(f"batch {batch} vs the paper's {reference}: LR scaling off")
@@ -63,9 +63,12 @@ def describe(
     steps = f"{run.steps_per_epoch:,} steps"
     if run.accumulate_grad_batches > 1:
         steps += f" (accumulating {run.accumulate_grad_batches} batches)"
-    lines.append(
-        f"{steps} an epoch, {run.max_epochs} epochs, {run.estimated_stepping_batches:,} steps"
-    )
+    updates = getattr(module, "updates_per_step", 1)  # optimizer updates per Lightning step
+    total = f"{run.estimated_stepping_batches:,} steps"
+    if updates > 1:
+        steps += f" of {updates} updates each"
+        total = f"{run.estimated_stepping_batches * updates:,} updates"
+    lines.append(f"{steps} an epoch, {run.max_epochs} epochs, {total}")
     return lines
 
 

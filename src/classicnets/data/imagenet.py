@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader
 
 from classicnets import checks
+from classicnets.data.base import ClassificationDataModule
 from classicnets.data.common import (
     ClassMismatchError,
     DatasetNotFoundError,
@@ -54,7 +54,7 @@ from classicnets.safe_load import load_file
 log = logging.getLogger(__name__)
 
 
-class ImageNetDataModule(LightningDataModule):
+class ImageNetDataModule(ClassificationDataModule):
     """``<root>/train/<class>/*`` and ``<root>/val/<class>/*``; classes are the train folders.
 
     Train batches are ``(uint8 (B, 3, s, s), int64 (B,))``; evaluation batches hold

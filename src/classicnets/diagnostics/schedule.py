@@ -172,7 +172,9 @@ def trace_schedule(module: LightningModule, run: PlannedRun) -> Schedule:
             per_epoch.append(entry)
     # No gradients: this step changes no weight. torch wants one before any scheduler step.
     optimizer.step()
-    steps = run.steps_per_epoch
+    # A module that takes several optimizer updates per Lightning step steps its per-step
+    # schedulers after every update (model.updates_per_step); their length counts updates too.
+    steps = run.steps_per_epoch * getattr(module, "updates_per_step", 1)
     for epoch in range(run.max_epochs):
         run.current_epoch = epoch
         schedule.first.append(_lr(optimizer))
