@@ -26,8 +26,6 @@ from typing import Any
 
 import hydra
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from lightning import Callback, LightningModule, Trainer
 from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader, TensorDataset
@@ -35,7 +33,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from classicnets.callbacks.onednn import DisableOneDNN
 from classicnets.optim import SDLM, diagonal_gauss_newton
 from classicnets.run.loggers import finish_loggers, instantiate_loggers
-from classicnets.run.setup import instantiate_callbacks, instantiate_trainer
+from classicnets.run.setup import compose_config, instantiate_callbacks, instantiate_trainer
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # The bench measures the loop, not the logger's start-up or network: CSV unless told otherwise.
@@ -46,16 +44,7 @@ def compose_run(overrides: list[str], run_dir: Path) -> DictConfig:
     """conf/train.yaml with ``overrides``, as ``python src/train.py overrides`` composes it."""
     keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
     defaults = [o for o in DEFAULT_OVERRIDES if o.split("=", 1)[0] not in keys]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=defaults + overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.job.num = 0
-        cfg.paths.output_dir = str(run_dir)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose_config("train", defaults + overrides, run_dir, CONF_DIR)
 
 
 def draw_patterns(cfg: DictConfig, count: int) -> TensorDataset:

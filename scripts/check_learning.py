@@ -32,13 +32,13 @@ from omegaconf import open_dict
 
 from classicnets.diagnostics import learning
 from classicnets.diagnostics.recipe import (
-    compose_recipe,
     console_logging,
     one_line,
     overridden,
     recipe_name,
 )
 from classicnets.errors import exit_on_user_error
+from classicnets.run.setup import compose_config
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -90,7 +90,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def measure(overrides: Sequence[str], args: argparse.Namespace) -> learning.Figures:
     """Compose the recipe as train.py would (its own callbacks only) and check it."""
     with tempfile.TemporaryDirectory() as output_dir:
-        cfg = compose_recipe(["callbacks=none", *overrides], Path(output_dir), CONF_DIR)
+        cfg = compose_config("train", ["callbacks=none", *overrides], Path(output_dir), CONF_DIR)
         if cfg.data._target_.endswith("ImageNetDataModule") and not overridden(
             overrides, "data.root"
         ):

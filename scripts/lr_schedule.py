@@ -28,12 +28,12 @@ from omegaconf import DictConfig
 
 from classicnets.diagnostics import schedule as sched
 from classicnets.diagnostics.recipe import (
-    compose_recipe,
     console_logging,
     one_line,
     recipe_name,
 )
 from classicnets.errors import exit_on_user_error
+from classicnets.run.setup import compose_config
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -121,7 +121,7 @@ def run(overrides: Sequence[str], png: Path | None) -> list[str]:
     """Compose the recipe, trace its schedule, draw it; returns the printed lines."""
     name = recipe_name(overrides)
     with tempfile.TemporaryDirectory() as output_dir:
-        cfg = compose_recipe(overrides, Path(output_dir), CONF_DIR)
+        cfg = compose_config("train", overrides, Path(output_dir), CONF_DIR)
         epoch, datamodule = sched.count_epoch(cfg)
         planned = sched.planned_run(cfg, epoch)
         module = sched.build_module(cfg, datamodule, planned)

@@ -12,9 +12,8 @@ from types import ModuleType
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from run_helpers import run_script
 
@@ -26,22 +25,6 @@ torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
-
-
-def compose_config(config_name: str, overrides: list[str], run_dir: Path) -> DictConfig:
-    """Compose ``conf/<config_name>.yaml`` the way the command line does, with ``run_dir`` as the
-    Hydra run directory (what ``python src/<config_name>.py ...`` would create)."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.job.num = 0
-        cfg.paths.output_dir = str(run_dir)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,8 @@ import torch
 from omegaconf import OmegaConf
 
 from classicnets.run.checkpoints import CONFIG_KEY
-from conftest import REPO, compose_config
+from classicnets.run.setup import compose_config
+from conftest import REPO
 
 # Small crops keep these checkpoints' forward passes at milliseconds on 2 cores.
 SMALL_IMAGENET = ("data.input_size=64", "data.eval_resize=72", "data.num_workers=0")

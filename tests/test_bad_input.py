@@ -12,7 +12,8 @@ from classicnets.data.common import DatasetNotFoundError
 from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.mnist import MNISTDataModule
 from classicnets.module import ClassificationModule
-from conftest import compose_config, run_cli
+from classicnets.run.setup import compose_config
+from conftest import run_cli
 from run_helpers import TINY, run_script
 
 

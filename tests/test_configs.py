@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 from classicnets.models import get_model
 from classicnets.models.resnet import ZeroPadShortcut
 from classicnets.optim import LinearDecayLR, PlateauLR
-from conftest import CONF_DIR, compose_config
+from classicnets.run.setup import compose_config
+from conftest import CONF_DIR
 from model_utils import count_macs, count_params
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))

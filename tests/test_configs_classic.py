@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from classicnets.callbacks import FilterRenorm, PolyakAveraging
 from classicnets.data.presets import TRAIN_PRESETS
 from classicnets.models import get_model
-from conftest import compose_config
+from classicnets.run.setup import compose_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 VGGS = [f"vgg{d}{s}" for d in (11, 13, 16, 19) for s in ("", "_bn")] + ["vgg11_lrn"]

@@ -8,7 +8,8 @@ import hydra
 import pytest
 
 from classicnets.data.base import ClassificationDataModule
-from conftest import CONF_DIR, compose_config
+from classicnets.run.setup import compose_config
+from conftest import CONF_DIR
 
 DATA_CONFIGS = sorted(p.stem for p in (CONF_DIR / "data").glob("*.yaml"))
 

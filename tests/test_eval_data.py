@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from classicnets.run.evaluation import eval_data_config
+from classicnets.run.setup import compose_config
 from classicnets.safe_load import load_file
-from conftest import compose_config
 from study_helpers import lenet_checkpoint
 
 

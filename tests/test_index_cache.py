@@ -13,7 +13,8 @@ import pytest
 from classicnets.data import index_cache
 from classicnets.data.folder import FileIndex
 from classicnets.data.index_cache import cache_file, cached_scan
-from conftest import REPO, compose_config
+from classicnets.run.setup import compose_config
+from conftest import REPO
 
 CLASSES = ("n001", "n002", "n003")
 

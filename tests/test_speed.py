@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from classicnets.run.setup import compose_config
 from classicnets.safe_load import load_file
-from conftest import compose_config
 from run_helpers import TINY
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"

@@ -15,8 +15,8 @@ from classicnets.filters import GAP, colour_specificity, kernel_grid
 from classicnets.models import get_model
 from classicnets.neighbours import extract_features, nearest
 from classicnets.restore import checkpoint_data_config, restore_datamodule, restore_model
+from classicnets.run.setup import compose_config
 from classicnets.safe_load import load_file
-from conftest import compose_config
 from run_helpers import TINY
 from study_helpers import imagenet_checkpoint, lenet_checkpoint, load_script
 

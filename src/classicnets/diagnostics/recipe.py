@@ -4,30 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
-
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
-
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
-
-
-def compose_recipe(
-    overrides: Sequence[str], output_dir: Path, conf_dir: Path = CONF_DIR
-) -> DictConfig:
-    """``conf/train.yaml`` with ``overrides`` (``model=resnet50 data.batch_size=1024``), as
-    ``python src/train.py overrides...`` would run it with ``output_dir`` as its run directory.
-    Hydra's own errors (an unknown ``model=NAME``, a misspelt key) propagate."""
-    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig().set_config(cfg)  # ${hydra:runtime.output_dir} resolves to output_dir
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
 
 
 def recipe_name(overrides: Sequence[str]) -> str:

@@ -3,16 +3,40 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from lightning import Callback, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from classicnets.data.common import per_device_batch_size
+
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"  # the repository's conf/ (editable install)
+
+
+def compose_config(
+    config_name: str, overrides: Sequence[str], run_dir: Path, conf_dir: Path = CONF_DIR
+) -> DictConfig:
+    """``conf/<config_name>.yaml`` with ``overrides``, as ``python src/<config_name>.py
+    overrides...`` composes it, with ``run_dir`` as its Hydra run directory (created) — for tests,
+    benchmarks and the diagnostic scripts. Hydra's own errors (an unknown ``model=NAME``, a
+    misspelt key) propagate."""
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.num = 0
+        cfg.paths.output_dir = str(run_dir)
+    HydraConfig().set_config(cfg)  # ${hydra:runtime.output_dir} resolves to run_dir
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
 
 
 def route_lightning_logs() -> None:
