@@ -27,7 +27,7 @@ import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_original_cwd, to_absolute_path
-from lightning import Callback, LightningModule, Trainer
+from lightning import Trainer
 from lightning.fabric.plugins.environments import ClusterEnvironment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -250,17 +250,6 @@ def _watch_parent(rank: int) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else ".")
     _parent = ParentWatch(rank, run_dir / CHECKPOINTS / LAST)
     _parent.start()
-
-
-class ExitTogether(Callback):
-    """When training fails in rank 0, let rank 0 finish its own exit (see :func:`stop_child_watch`);
-    children that wait in a collective end when :func:`end_job` closes the process group."""
-
-    def on_exception(
-        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
-    ) -> None:
-        if trainer.is_global_zero:
-            stop_child_watch()
 
 
 class _RankPrefix(logging.Filter):

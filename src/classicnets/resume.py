@@ -17,11 +17,9 @@ from typing import Any
 
 import torch
 from fsspec.implementations.local import LocalFileSystem
-from lightning import Callback, LightningModule, Trainer
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from classicnets import compat
 from classicnets.safe_load import CorruptCheckpointError, load_file
 
 log = logging.getLogger(__name__)
@@ -86,14 +84,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if not isinstance(get_filesystem(path), LocalFileSystem):
             return super().load_checkpoint(path, map_location, weights_only=True)
         return load_file(path, map_location=map_location or "cpu")
-
-
-class LoaderPosition(Callback):
-    """A run resumed mid-epoch goes on with the next batch of the train loader, also where
-    Lightning built the loader before it loaded the checkpoint (:mod:`classicnets.compat`)."""
-
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        compat.restore_train_loader_position(trainer)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -82,6 +82,14 @@ class RNGStateCheckpoint(Callback):
         set_rng_state(states[trainer.global_rank % len(states)])
 
 
+class LoaderPosition(Callback):
+    """A run resumed mid-epoch goes on with the next batch of the train loader, also where
+    Lightning built the loader before it loaded the checkpoint (:mod:`classicnets.compat`)."""
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        compat.restore_train_loader_position(trainer)
+
+
 class CheckpointOnSignal(Callback):
     """Stop training on SIGTERM or SIGUSR1 with ``last.ckpt`` saved, so ``ckpt_path: auto``
     resumes from there; on SLURM with auto-requeue, SIGUSR1 also requeues the job.
