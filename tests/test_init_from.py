@@ -3,6 +3,7 @@ that are refused (wrong network, wrong shape, code in the pickle)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from classicnets.models.init_from import InitFromError, init_from
 from classicnets.models.vgg import VGG
 from classicnets.module import ClassificationModule
 from classicnets.run.checkpoints import CONFIG_KEY
+from classicnets.run.setup import compose_config
 from conftest import run_cli
 from run_helpers import TINY
 from test_safe_load import assert_one_error_line, evil_checkpoint
@@ -137,3 +139,35 @@ def test_a_pickle_that_runs_code_is_refused_and_nothing_runs(tmp_path: Path) -> 
     assert_one_error_line(result, "evil.ckpt", "not a plain checkpoint")
     assert not marker.exists()
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_torchvision_weights_file_is_evaluated_under_a_papers_protocol(
+    fake_imagenet: Path, tmp_path: Path, train_main
+) -> None:
+    """``train=false`` with ``model.init_from`` scores a torchvision file under a test protocol:
+    the validation loss is torchvision's own network's on the same batches."""
+    import hydra
+
+    reference = torchvision.models.resnet18(num_classes=4).eval()  # the fake tree's 4 classes
+    weights = tmp_path / "resnet18_torchvision.pth"
+    torch.save(reference.state_dict(), weights)
+    overrides = [
+        "model=resnet18", f"data.root={fake_imagenet}", f"model.init_from={weights}",
+        "model.net.shortcut=B",  # torchvision's ResNet-18 projects (option B)
+        "data.normalization=torchvision", "train=false", "data.test_protocol=ten_crop",
+        "data.batch_size=2", "data.num_workers=0", "logger=none",
+    ]  # fmt: skip
+    cfg = compose_config("train", overrides, tmp_path / "run")
+    train_main(cfg)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0.0 <= metrics["test/ten_crop/acc_top1"] <= 1.0
+
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.setup("validate")
+    losses, count = 0.0, 0
+    with torch.no_grad():
+        for batch in datamodule.val_dataloader():
+            images, targets = datamodule.on_after_batch_transfer(batch, 0)
+            losses += nn.functional.cross_entropy(reference(images), targets, reduction="sum")
+            count += len(targets)
+    assert metrics["val/loss"] == pytest.approx(float(losses) / count, rel=1e-4)
