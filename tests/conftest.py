@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -33,6 +34,16 @@ def _forget_hydra_config():
     would otherwise reach the next test's in-process runs."""
     yield
     HydraConfig.instance().cfg = None
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py``, registered in sys.modules (dataclasses look it up there)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_entry_point(script: str) -> ModuleType:

@@ -61,3 +61,18 @@ def randomize_batchnorm_(model: nn.Module) -> nn.Module:
             m.running_mean.normal_(0, 0.1)
             m.running_var.uniform_(0.5, 1.5)
     return model
+
+
+def small_vgg(name: str, init: str = "paper") -> nn.Module:
+    """A VGG's real convolutions behind a toy 8-8-10 classifier: the 102M-weight fc6 would cost
+    seconds to initialise and tells nothing more."""
+    from classicnets.models import get_model
+
+    with torch.device("meta"):
+        model = get_model(name, num_classes=10)
+    model.classifier = nn.Sequential(
+        nn.Linear(8, 8), nn.ReLU(), nn.Dropout(), nn.Linear(8, 8), nn.ReLU(), nn.Dropout(),
+        nn.Linear(8, 10),
+    )  # fmt: skip
+    model.to_empty(device="cpu").reset_parameters(init)
+    return model

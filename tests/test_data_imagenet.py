@@ -23,7 +23,7 @@ from classicnets.data.fake import EMPTY_CLASS, UNDECODABLE, VALID_ODDITIES, make
 from classicnets.data.folder import FileIndex, SkippedImageWarning
 from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.transforms import MEAN_RGB, PIXEL_SCALES
-from conftest import REPO
+from conftest import load_script
 
 CLASSES = 3  # real classes; the tree has one more, empty, folder between class 0 and class 1
 
@@ -311,14 +311,9 @@ def test_each_preset_feeds_its_papers_pixel_scale(root: Path, preset: str, scale
 def test_mean_image_from_compute_pca(tmp_path: Path) -> None:
     """compute_pca --out stores the per-pixel mean of the images' centre 256² squares; the data
     module subtracts its centre crop instead of the per-channel mean."""
-    import importlib.util
-
     from PIL import Image
 
-    spec = importlib.util.spec_from_file_location("compute_pca", REPO / "scripts/compute_pca.py")
-    assert spec and spec.loader
-    compute_pca = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compute_pca)
+    compute_pca = load_script("compute_pca")
     left, right = np.zeros((300, 400, 3), np.uint8), np.zeros((300, 400, 3), np.uint8)
     left[:, :200], right[:, 200:] = 200, 100  # after the resize, one half bright in each
     for name, pixels in (("a", left), ("b", right)):

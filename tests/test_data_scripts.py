@@ -4,11 +4,9 @@ against a hand computation, make_fake_imagenet's command line, and a tiny bench_
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import tarfile
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -16,18 +14,12 @@ import torch
 from PIL import Image
 
 from classicnets.data.imagenet import ImageNetDataModule
+from conftest import load_script
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 WNIDS = ("n01440764", "n01443537", "n01484850")  # three leaf synsets, ILSVRC2012_ID 1, 2, 3
 NAMES = ("tench, Tinca tinca", "goldfish, Carassius auratus", "great white shark")
 VAL_LABELS = (3, 1, 2, 1, 3)  # ILSVRC2012_ID of validation images 1..5
-
-
-def load_script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _jpeg(seed: int) -> bytes:

@@ -3,7 +3,6 @@ rebuilt when a class folder changes, and never trusted when unreadable."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from classicnets.data import index_cache
 from classicnets.data.folder import FileIndex
 from classicnets.data.index_cache import cache_file, cached_scan
 from classicnets.run.setup import compose_config
-from conftest import REPO
+from conftest import load_script
 
 CLASSES = ("n001", "n002", "n003")
 
@@ -114,10 +113,7 @@ def test_the_datamodule_caches_each_split_once(tmp_path: Path) -> None:
 
 
 def test_bench_index_times_a_generated_tree(capsys: pytest.CaptureFixture[str]) -> None:
-    spec = importlib.util.spec_from_file_location("bench_index", REPO / "scripts/bench_index.py")
-    assert spec and spec.loader
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench_index")
     bench.main(["--classes", "3", "--per-class", "4", "--repeats", "1"])
     out = capsys.readouterr().out
     assert "12 files in 3 classes" in out and "ratio scan / cached load" in out

@@ -14,25 +14,13 @@ from torch import nn
 
 from classicnets.models import get_model
 from classicnets.models.init_from import InitFromError, init_from
-from classicnets.models.vgg import VGG
 from classicnets.module import ClassificationModule
 from classicnets.run.checkpoints import CONFIG_KEY
 from classicnets.run.setup import compose_config
 from conftest import run_cli
+from model_utils import small_vgg
 from run_helpers import TINY
 from test_safe_load import assert_one_error_line, evil_checkpoint
-
-
-def small_vgg(name: str) -> VGG:
-    """A VGG's real convolutions behind a toy 8-8-10 classifier (fc6 alone is 102M weights)."""
-    with torch.device("meta"):
-        model = get_model(name, num_classes=10)
-    model.classifier = nn.Sequential(
-        nn.Linear(8, 8), nn.ReLU(), nn.Dropout(), nn.Linear(8, 8), nn.ReLU(), nn.Dropout(),
-        nn.Linear(8, 10),
-    )  # fmt: skip
-    model.to_empty(device="cpu").reset_parameters("glorot")
-    return model
 
 
 def save_checkpoint(net: nn.Module, name: str, path: Path) -> Path:

@@ -3,15 +3,14 @@ schedulers, with the numbers the papers' schedules give."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "lr_schedule.py"
+from conftest import load_script
+
 ILSVRC = 1_281_167
 
 
@@ -22,12 +21,7 @@ def approx(value: float) -> object:
 
 @pytest.fixture(scope="module")
 def lr_schedule() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lr_schedule", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["lr_schedule"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("lr_schedule")
 
 
 def epoch_lrs(lines: list[str]) -> dict[int, float]:

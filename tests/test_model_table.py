@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from classicnets.models import list_models
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "model_table.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def model_table() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("model_table", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["model_table"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("model_table")
 
 
 def test_alexnet_rows_fc_hold_the_params_convs_the_macs(model_table: ModuleType) -> None:

@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from classicnets.models import get_model, list_models, model_info
 from classicnets.models.vgg import VGG, transfer_from_config_a
-from model_utils import copy_weights_by_order, count_macs, count_params
+from model_utils import copy_weights_by_order, count_macs, count_params, small_vgg
 
 CLASSIC = [
     "alexnet", "alexnet_owt", "zfnet", "googlenet", "googlenet_bn",
@@ -241,25 +241,12 @@ def test_zfnet_paper_init() -> None:
     assert _std_close(model.classifier.fc6.weight, 0.01)
 
 
-def _small_vgg(name: str, init: str = "paper") -> VGG:
-    """A VGG's real convolutions behind a toy 8-8-10 classifier: the 102M-weight fc6 would cost
-    seconds to initialise and tells nothing more."""
-    with torch.device("meta"):
-        model = get_model(name, num_classes=10)
-    model.classifier = nn.Sequential(
-        nn.Linear(8, 8), nn.ReLU(), nn.Dropout(), nn.Linear(8, 8), nn.ReLU(), nn.Dropout(),
-        nn.Linear(8, 10),
-    )  # fmt: skip
-    model.to_empty(device="cpu").reset_parameters(init)
-    return model
-
-
 def test_vgg_inits() -> None:
     torch.manual_seed(0)
-    paper = _small_vgg("vgg11")
+    paper = small_vgg("vgg11")
     assert _std_close(paper.features[3].weight, 0.01, rel=0.05)  # 64 → 128, 73,728 weights
     assert all(torch.all(m.bias == 0) for m in paper.modules() if isinstance(m, nn.Conv2d))
-    glorot = _small_vgg("vgg11", init="glorot")
+    glorot = small_vgg("vgg11", init="glorot")
     w = glorot.features[3].weight  # fan_in 576, fan_out 1152: U(±√(6/1728))
     bound = math.sqrt(6 / (576 + 1152))
     assert w.abs().max() <= bound and _std_close(w, bound / math.sqrt(3), rel=0.05)
@@ -280,7 +267,7 @@ def test_vgg_transfer_from_config_a() -> None:
     """A's convs 1-4 land on D's convs 1, 3, 5, 6 (first of stage 1, first of stage 2, first two
     of stage 3); A's three FC layers on D's."""
     torch.manual_seed(0)
-    net_a, net_d = _small_vgg("vgg11"), _small_vgg("vgg16")
+    net_a, net_d = small_vgg("vgg11"), small_vgg("vgg16")
     convs_a = [m for m in net_a.features if isinstance(m, nn.Conv2d)]
     convs_d = [m for m in net_d.features if isinstance(m, nn.Conv2d)]
     before = [c.weight.clone() for c in convs_d]

@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from classicnets.run.setup import compose_config
-from study_helpers import load_script
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")

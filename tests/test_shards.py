@@ -4,11 +4,9 @@ once under DDP; a whole run trains, evaluates and resumes from its checkpoint.""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import signal
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -21,18 +19,10 @@ from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.shards import ShardsDataModule
 from classicnets.run.setup import compose_config
 from classicnets.safe_load import load_file
-from conftest import REPO
+from conftest import load_script
 from run_helpers import signal_at, train
 
 pytestmark = pytest.mark.filterwarnings("ignore::classicnets.data.folder.SkippedImageWarning")
-
-
-def load_script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

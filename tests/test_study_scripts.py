@@ -17,8 +17,9 @@ from classicnets.neighbours import extract_features, nearest
 from classicnets.restore import checkpoint_data_config, restore_datamodule, restore_model
 from classicnets.run.setup import compose_config
 from classicnets.safe_load import load_file
+from conftest import load_script
 from run_helpers import TINY
-from study_helpers import imagenet_checkpoint, lenet_checkpoint, load_script
+from study_helpers import imagenet_checkpoint, lenet_checkpoint
 
 
 def patches(png: Path) -> tuple[int, int]:
