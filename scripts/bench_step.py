@@ -59,16 +59,9 @@ def draw_patterns(cfg: DictConfig, count: int) -> TensorDataset:
         if sum(len(t) for t in targets) >= count:
             break
     dataset = TensorDataset(torch.cat(images)[:count], torch.cat(targets)[:count])
-    transfer = getattr(datamodule, "on_after_batch_transfer", None)
-    if transfer is not None and type(datamodule).on_after_batch_transfer is not _base_transfer():
-        dataset.tensors = transfer(dataset.tensors, 0)  # normalisation etc., once, in memory
+    # Normalisation etc., once, in memory (Lightning's default transfer hook returns the batch).
+    dataset.tensors = datamodule.on_after_batch_transfer(dataset.tensors, 0)
     return dataset
-
-
-def _base_transfer() -> Any:
-    from lightning import LightningDataModule
-
-    return LightningDataModule.on_after_batch_transfer
 
 
 def build_module(cfg: DictConfig, datamodule_info: TensorDataset, seed: int) -> LightningModule:

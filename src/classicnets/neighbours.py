@@ -122,8 +122,8 @@ def input_batches(
     loader = DataLoader(dataset, batch_size, num_workers=workers, collate_fn=collate)
     for images, rows in loader:
         if len(rows):
-            if isinstance(datamodule, ImageNetDataModule):
-                images = datamodule.device_augment(images, train=False)
+            # The DataModule's own device step: the paper's pixel scale, the recipe's input size.
+            images, rows = datamodule.on_after_batch_transfer((images, rows), 0)
             yield images, rows
 
 
