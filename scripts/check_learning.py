@@ -42,31 +42,53 @@ from classicnets.run.setup import compose_config
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
-# One recipe per family for --all, with what each needs here (the README table shows them).
-FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+# A row of --all: the recipe, its settings here, and whether it must learn (False: a start the
+# floors must catch; the row then passes when it fails).
+Row = tuple[str, tuple[str, ...]] | tuple[str, tuple[str, ...], bool]
+
+# Where --all keeps the VGG-11 it trained: the net A its VGG-16 row starts from.
+NET_A = "{net_a}"
+VGG_BATCH = ("--batch-size=4", "--images=16")  # 224×224 VGGs on CPU: a handful of images
+# One recipe per family for --all, with what each needs here (the README table shows them): the
+# default budget is 32 steps; the recipes without batch normalisation need more passes.
+FAMILIES: tuple[Row, ...] = (
     ("lenet5", ()),
     # PyTorch's default init sits on a plateau for ~100 steps at its recipe's batch and LR.
     ("lenet5_modern", ("--batch-size=32", "--images=64", "--passes=100")),
-    ("alexnet", ()),
-    ("zfnet", ()),
-    ("vgg11", ("--batch-size=4", "--images=16")),
+    ("alexnet", ("--passes=32",)),
+    ("zfnet", ("--passes=32",)),
+    # N(0, 0.01) without batch normalisation starts slowly: at batch 4 the linear rule gives 1.6e-4
+    # and 256 steps move nothing (README); at the paper's own 0.01 it learns. Its trained net is
+    # the net A that the paper starts VGG-16 from (section 3.1), the row after the next.
+    ("vgg11", ("model.scale_lr=false", *VGG_BATCH, "--passes=64", f"--save={NET_A}")),
     # VGG-16's recipe: Glorot's init without model.init_from (the authors' later note, section
-    # 3.1); the paper's own start is model.net.init=paper model.init_from=<trained net A>.ckpt.
-    ("vgg16", ("--batch-size=4", "--images=16")),
-    ("vgg16", ("model.net.init=paper", "--batch-size=4", "--images=16")),  # must fail: ~1e-8
-    ("googlenet", ()),
+    # 3.1); then the paper's own start: N(0, 0.01) with net A's first four convs and three FCs.
+    ("vgg16", (*VGG_BATCH, "--passes=8")),
+    (
+        "vgg16",
+        (
+            "model.net.init=paper",
+            "model.scale_lr=false",
+            f"model.init_from={NET_A}",
+            *VGG_BATCH,
+            "--passes=16",
+        ),
+    ),
+    # The reason for either: N(0, 0.01) from scratch, which the floors must catch.
+    ("vgg16", ("model.net.init=paper", *VGG_BATCH), False),
+    ("googlenet", ("--passes=32",)),
     ("resnet18", ()),
-    ("resnet50", ()),
-    ("preact_resnet18", ()),
+    ("resnet50", ("--passes=16",)),
+    ("preact_resnet18", ("--passes=16",)),
     ("resnext50_32x4d", ()),
-    ("mobilenet_v1", ()),
-    ("mobilenet_v2", ()),
+    ("mobilenet_v1", ("--passes=24",)),
+    ("mobilenet_v2", ("--passes=24",)),
     ("shufflenet_v1_g3", ()),
     ("shufflenet_v2_x1_0", ()),
 )
 
 
-def table_rows(names: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+def table_rows(names: Sequence[str]) -> list[Row]:
     """The FAMILIES rows of these recipes (all rows when none are named), in the order named."""
     if not names:
         return list(FAMILIES)
@@ -79,11 +101,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=32, help="fixed training images (32)")
     parser.add_argument("--batch-size", type=int, default=8, help="at most the recipe's (8)")
     parser.add_argument("--passes", type=int, default=8, help="passes over the images (8)")
+    parser.add_argument("--save", type=Path, help="keep the trained network here (a .ckpt)")
     parser.add_argument(
         "--all", nargs="?", const="", metavar="MODELS",
         help="a markdown table for these comma-separated recipes (default: one per family)",
     )  # fmt: skip
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # overrides and flags in any order
 
 
 @exit_on_user_error
@@ -97,7 +120,7 @@ def measure(overrides: Sequence[str], args: argparse.Namespace) -> learning.Figu
             with open_dict(cfg):
                 cfg.data.root = str(learning.digit_tree(Path(cfg.paths.data_dir) / "mnist_jpeg"))
         learning.prepare(cfg, args.batch_size)
-        return learning.check(cfg, args.images, args.passes, Path(output_dir))
+        return learning.check(cfg, args.images, args.passes, Path(output_dir), args.save)
 
 
 def verdict(name: str, figures: learning.Figures) -> str:
@@ -124,9 +147,13 @@ def figures_table(figures: learning.Figures) -> str:
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
-def markdown_row(name: str, extra: Sequence[str], f: learning.Figures) -> str:
+def markdown_row(
+    name: str, extra: Sequence[str], f: learning.Figures, must_learn: bool = True
+) -> str:
     settings = " ".join(extra) or "defaults"
     ok = "no: " + "; ".join(f.failures) if f.failures else "yes"
+    if not must_learn:  # a start the floors must catch
+        ok = "caught, as it must be: " + "; ".join(f.failures) if f.failures else "NOT caught"
     return (
         f"| `{name}` | {f.input_shape[-1]} | {f.batch_size} | {f.lr:.3g} | {f.logit_spread:.3g} | "
         f"{f.first_step:.2g} | {f.loss_first_pass:.2f} → {f.loss_last_pass:.2f} "
@@ -134,15 +161,29 @@ def markdown_row(name: str, extra: Sequence[str], f: learning.Figures) -> str:
     )
 
 
-def run_all(rows: Sequence[tuple[str, tuple[str, ...]]], args: argparse.Namespace) -> int:
-    """One markdown row per recipe, printed as soon as it is measured; exit 1 if any fails."""
+def run_all(rows: Sequence[Row], args: argparse.Namespace) -> int:
+    """One markdown row per recipe, printed as soon as it is measured; exit 1 if any row does
+    not do what it must (learn, or for a start the floors must catch, fail)."""
     print(
         "| recipe | input | batch | lr | logit spread | first step | loss, first → last pass | s "
         "| learns | settings |\n|---|---|---|---|---|---|---|---|---|---|",
         flush=True,
     )
+    with tempfile.TemporaryDirectory(prefix="check_learning-") as kept:
+        return _run_rows(rows, args, Path(kept) / "net_a.ckpt")
+
+
+def _run_rows(rows: Sequence[Row], args: argparse.Namespace, net_a: Path) -> int:
     failed = 0
-    for name, extra in rows:
+    for name, row_extra, *expectation in rows:
+        must_learn = expectation[0] if expectation else True
+        extra = tuple(e.replace(NET_A, str(net_a)) for e in row_extra)
+        if f"model.init_from={NET_A}" in row_extra and not net_a.exists():
+            message = "starts from net A: run the vgg11 row first (--all vgg11,vgg16)"
+            print(f"{name}: error: {message}", file=sys.stderr, flush=True)
+            print(f"| `{name}` | error: {message} ||||||||| `{' '.join(row_extra)}` |", flush=True)
+            failed += 1
+            continue
         flags = [f"--images={args.images}", f"--batch-size={args.batch_size}"]
         own = parse([*flags, f"--passes={args.passes}", f"model={name}", *args.overrides, *extra])
         try:
@@ -150,12 +191,12 @@ def run_all(rows: Sequence[tuple[str, tuple[str, ...]]], args: argparse.Namespac
         except Exception as err:  # a recipe that does not build: its row says so, the rest run
             message = " ".join(str(err).split()).replace("|", "/")[:300]
             print(f"{name}: error: {message}", file=sys.stderr, flush=True)
-            print(f"| `{name}` | error: {message} ||||||||| `{' '.join(extra)}` |", flush=True)
+            print(f"| `{name}` | error: {message} ||||||||| `{' '.join(row_extra)}` |", flush=True)
             failed += 1
             continue
         print(verdict(name, figures), file=sys.stderr, flush=True)
-        print(markdown_row(name, extra, figures), flush=True)
-        failed += bool(figures.failures)
+        print(markdown_row(name, row_extra, figures, must_learn), flush=True)
+        failed += bool(figures.failures) == must_learn
     return 1 if failed else 0
 
 

@@ -129,3 +129,40 @@ def test_all_prints_a_markdown_row_per_recipe_and_goes_on_past_one_that_does_not
     assert rows[2].startswith("| `lenet5_modern` | 32 | 32 | 0.01 |") and "| yes |" in rows[2]
     assert rows[3].startswith("| `no_such_net` | error: ") and "no_such_net" in rows[3]
     assert len(rows) == 4
+
+
+def test_save_keeps_the_trained_net_and_init_from_starts_from_it(
+    check_learning: ModuleType, tmp_path: Path
+) -> None:
+    """--save writes a checkpoint of ours (VGG-11's is the net A of the VGG-16 row); a run
+    started from it with model.init_from begins where the first one ended."""
+    saved = tmp_path / "net.ckpt"
+    argv = ["model=lenet5_modern", "--batch-size=32", "--images=64"]
+    first = figures(check_learning, *argv, "--passes=100", f"--save={saved}")
+    assert first.failures == [] and saved.is_file()
+    again = figures(check_learning, *argv, "--passes=2", f"model.init_from={saved}")
+    assert again.loss_first_pass < 0.2 * first.loss_first_pass  # it starts trained
+    assert again.logit_spread > 10 * first.logit_spread
+
+
+def test_all_passes_a_row_that_must_be_caught_when_it_is(
+    check_learning: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row with learns=False (VGG-16 at N(0, 0.01) from scratch) passes --all when the floors
+    catch it and fails it when they do not; a row that starts from net A without it says so."""
+    frozen = ("model.optimizer.lr=0", "--passes=2")  # cannot learn
+    rows = (
+        ("lenet5_modern", frozen, False),
+        ("vgg16", (f"model.init_from={check_learning.NET_A}",)),
+    )
+    monkeypatch.setattr(check_learning, "FAMILIES", rows)
+    assert check_learning.main(["--all", "lenet5_modern", "--images=32", "--batch-size=32"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "| caught, as it must be: first-layer step 0.00e+00 < 1e-06" in out[2]
+    assert check_learning.main(["--all", "vgg16"]) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[2].startswith("| `vgg16` | error: starts from net A: run the vgg11 row first")
+    learns = (("lenet5_modern", ("--batch-size=32", "--images=64", "--passes=100"), False),)
+    monkeypatch.setattr(check_learning, "FAMILIES", learns)
+    assert check_learning.main(["--all"]) == 1
+    assert "| NOT caught |" in capsys.readouterr().out

