@@ -166,3 +166,16 @@ def test_all_passes_a_row_that_must_be_caught_when_it_is(
     monkeypatch.setattr(check_learning, "FAMILIES", learns)
     assert check_learning.main(["--all"]) == 1
     assert "| NOT caught |" in capsys.readouterr().out
+
+
+def test_the_vgg16_row_from_net_a_comes_after_the_vgg11_row_that_trains_it(
+    check_learning: ModuleType,
+) -> None:
+    net_a = check_learning.NET_A
+    rows = check_learning.FAMILIES
+    saves = [i for i, row in enumerate(rows) if f"--save={net_a}" in row[1]]
+    starts = [i for i, row in enumerate(rows) if f"model.init_from={net_a}" in row[1]]
+    assert [rows[i][0] for i in saves] == ["vgg11"] and [rows[i][0] for i in starts] == ["vgg16"]
+    assert saves[0] < starts[0]
+    assert "model.net.init=paper" in rows[starts[0]][1]  # section 3.1: the rest N(0, 0.01)
+    assert check_learning.table_rows(["vgg11", "vgg16"])[0] == rows[saves[0]]

@@ -209,3 +209,33 @@ def test_updates_per_step_gives_the_weights_of_one_lightning_step_per_update(
         assert torch.allclose(grouped["state_dict"][key], value, atol=1e-6), key
     lrs = [s["_last_lr"] for s in grouped["lr_schedulers"]]
     assert lrs == [[pytest.approx(2e-4)]]  # the second pass's rate
+
+
+def test_updates_per_step_runs_a_callbacks_optimizer_step_hook_for_every_update(
+    tmp_path: Path, train_main
+) -> None:
+    """The no-op hooks are skipped for speed; one that does something runs before every update."""
+    from model_utils import CountOptimizerSteps
+
+    CountOptimizerSteps.calls = 0
+    overrides = [
+        *TINY, "logger=none", "test=false", "trainer.max_epochs=1",
+        "trainer.limit_train_batches=3", "model.updates_per_step=4",
+        "callbacks.sdlm_curvature.samples=20",
+        "+callbacks.count._target_=model_utils.CountOptimizerSteps",
+    ]  # fmt: skip
+    train_main(compose_config("train", overrides, tmp_path))
+    assert CountOptimizerSteps.calls == 12  # 3 batches of 4 updates
+
+
+def test_updates_per_step_refuses_a_loss_scaler_in_one_line() -> None:
+    """fp16 mixed precision (a GPU's "16-mixed") scales the loss, which the updates of a batch
+    do not: refused at setup, naming the key, instead of unscaled steps."""
+    from classicnets.checks import ConfigValueError
+
+    m = module(updates_per_step=4)
+    m.trainer = Trainer(logger=False, accelerator="cpu", devices=1, precision="bf16-mixed")
+    m.setup("fit")  # bf16 has no scaler: allowed
+    m.trainer.precision_plugin.scaler = torch.amp.GradScaler("cpu")
+    with pytest.raises(ConfigValueError, match=r"^trainer\.precision=.*updates_per_step > 1"):
+        m.setup("fit")

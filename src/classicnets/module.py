@@ -18,7 +18,7 @@ from torch.optim.lr_scheduler import LinearLR
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from classicnets import checks
+from classicnets import checks, compat
 from classicnets.models import get_model
 from classicnets.models.init_from import init_from as copy_weights_from
 from classicnets.step_window import StepWindow
@@ -152,6 +152,14 @@ class ClassificationModule(LightningModule):
             log.info("model.updates_per_step applies to one process; under DDP it is 1")
             self.updates_per_step = 1
             self.automatic_optimization = True
+        # fp16 mixed precision scales the loss; the updates of a batch step without the scaler
+        if self.updates_per_step > 1 and getattr(self.trainer.precision_plugin, "scaler", None):
+            raise checks.ConfigValueError(
+                "trainer.precision",
+                self.trainer.precision,
+                "model.updates_per_step > 1 steps without a loss scaler: use bf16-mixed or "
+                "32-true, or model.updates_per_step=1",
+            )
 
     def configure_model(self) -> None:
         """``model.compile=true``: compile the network (not the module), once. The compiled
@@ -205,6 +213,7 @@ class ClassificationModule(LightningModule):
         # (hooks, progress, loop bookkeeping: ~1 ms, more than a per-pattern LeNet-5 update on
         # 2 cores) is paid once per batch of slices.
         optimizer = self.optimizers()
+        hooks = compat.before_step_hooks(self.trainer, optimizer)
         per_update = [
             c.scheduler for c in self.trainer.lr_scheduler_configs if c.interval == "step"
         ]
@@ -221,7 +230,7 @@ class ClassificationModule(LightningModule):
             loss.backward()
             if clip:
                 self.clip_gradients(optimizer, clip, self.trainer.gradient_clip_algorithm)
-            optimizer.step()
+            compat.counted_step(optimizer, hooks)  # optimizer.step() without the no-op hooks
             for scheduler in per_update:
                 scheduler.step()
         return loss.detach()
