@@ -179,3 +179,22 @@ def test_the_vgg16_row_from_net_a_comes_after_the_vgg11_row_that_trains_it(
     assert saves[0] < starts[0]
     assert "model.net.init=paper" in rows[starts[0]][1]  # section 3.1: the rest N(0, 0.01)
     assert check_learning.table_rows(["vgg11", "vgg16"])[0] == rows[saves[0]]
+
+
+def test_gpu_learning_check_runs_its_vgg_rows_at_toy_sizes(tmp_path: Path) -> None:
+    """scripts/gpu_learning_check.sh (the VGG rows at the paper's batch, for a GPU) with TINY=1:
+    VGG-11 is kept as net A, and VGG-16 starts from it by section 3.1's rule."""
+    import os
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_learning_check.sh"
+    env = os.environ | {"TINY": "1", "OUT": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    verdicts = [
+        line for line in (tmp_path / "learning.md").read_text().splitlines() if line[:3] == "vgg"
+    ]
+    assert [v.split(":")[0] for v in verdicts] == ["vgg11", "vgg16", "vgg16"]
+    assert (tmp_path / "net_a.ckpt").is_file()
+    log = (tmp_path / "learning.log").read_text()
+    assert "init_from: copied 14 tensors (VGG §3.1: net A's first four convs and three FCs" in log
