@@ -178,7 +178,9 @@ def test_the_vgg16_row_from_net_a_comes_after_the_vgg11_row_that_trains_it(
     assert [rows[i][0] for i in saves] == ["vgg11"] and [rows[i][0] for i in starts] == ["vgg16"]
     assert saves[0] < starts[0]
     assert "model.net.init=paper" in rows[starts[0]][1]  # section 3.1: the rest N(0, 0.01)
-    assert check_learning.table_rows(["vgg11", "vgg16"])[0] == rows[saves[0]]
+    named = check_learning.table_rows(["vgg11", "vgg16"])  # every row of each, in this order
+    assert [row[0] for row in named] == ["vgg11"] * 2 + ["vgg16"] * 3
+    assert named.index(rows[saves[0]]) < named.index(rows[starts[0]])
 
 
 def test_gpu_learning_check_runs_its_vgg_rows_at_toy_sizes(tmp_path: Path) -> None:
