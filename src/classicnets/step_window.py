@@ -1,6 +1,6 @@
 """What training steps produce that needs no answer at once, kept on the device and looked at
 once per window of steps: whether the loss stayed finite, and the predictions for the training
-metrics. Per step that is two list appends; a host sync, an all-reduce or a torchmetrics update
+metrics. Per step that is a few list appends; a host sync, an all-reduce or a torchmetrics update
 (~0.1 ms each on CPU, a per-pattern LeNet-5 step is ~2 ms) happens once per window."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ class StepWindow:
 
     def __init__(self) -> None:
         self.steps: list[tuple[int, int]] = []  # (epoch, global step) of each record
-        self.finite: list[Tensor] = []
         self.losses: list[Tensor] = []
         self.preds: list[Tensor] = []
         self.targets: list[Tensor] = []
@@ -26,7 +25,6 @@ class StepWindow:
     def add(self, epoch: int, step: int, loss: Tensor, logits: Tensor, targets: Tensor) -> None:
         loss = loss.detach()
         self.steps.append((epoch, step))
-        self.finite.append(torch.isfinite(loss))
         self.losses.append(loss)
         self.preds.append(logits.detach().argmax(dim=-1))  # top-1 only: B ints, not B × C
         self.targets.append(targets)
@@ -34,7 +32,7 @@ class StepWindow:
     def first_non_finite(self, strategy: Strategy) -> tuple[int, int] | None:
         """(epoch, global step) of this rank's first non-finite loss, (-1, -1) when only another
         rank had one, None when every rank's losses were finite. Every rank must call it."""
-        flags = torch.stack(self.finite) if self.finite else torch.ones(1, dtype=torch.bool)
+        flags = torch.isfinite(torch.stack(self.losses)) if self.losses else torch.ones(1).bool()
         bad = not bool(flags.all())  # the window's one host sync
         if not strategy.reduce_boolean_decision(bad, all=False):
             return None
@@ -48,5 +46,5 @@ class StepWindow:
         return torch.cat(self.preds), torch.cat(self.targets), torch.stack(self.losses), sizes
 
     def clear(self) -> None:
-        for records in (self.steps, self.finite, self.losses, self.preds, self.targets):
+        for records in (self.steps, self.losses, self.preds, self.targets):
             records.clear()

@@ -83,17 +83,11 @@ class Distorted(Dataset):
     def __init__(
         self,
         digits: TensorDataset,
-        shift_px: float,
-        scale: float,
-        shear_degrees: float,
+        distort: Callable[..., Tensor],
         epoch: Callable[[], int],
         seed: int,
-        squeeze: float = 0.0,
-        interpolation: str = "nearest",
     ) -> None:
-        self.digits = digits
-        self.shift_px, self.scale, self.shear_degrees = shift_px, scale, shear_degrees
-        self.squeeze, self.interpolation = squeeze, interpolation
+        self.digits, self.distort = digits, distort  # random_affine with its magnitudes bound
         self.epoch, self.seed = epoch, seed
         self._pass: tuple[int, Tensor] | None = None
 
@@ -104,17 +98,7 @@ class Distorted(Dataset):
         epoch = self.epoch()
         if self._pass is None or self._pass[0] != epoch:
             generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
-            images = self.digits.tensors[0]
-            distorted = random_affine(
-                images,
-                self.shift_px,
-                self.scale,
-                self.shear_degrees,
-                generator,
-                self.squeeze,
-                self.interpolation,
-            )
-            self._pass = (epoch, distorted)
+            self._pass = (epoch, self.distort(self.digits.tensors[0], generator=generator))
         return self._pass[1][index], self.digits.tensors[1][index]
 
 
@@ -260,15 +244,19 @@ class MNISTDataModule(ClassificationDataModule):
             return make_loader(dataset, batch_sampler=batches, num_workers=workers)
         if self.hparams.distortions:
             hp = self.hparams
-            dataset = Distorted(
-                dataset,
-                hp.distortion_shift_px,
-                hp.distortion_scale,
-                hp.distortion_shear_degrees,
-                epoch=self._current_epoch,
-                seed=torch.initial_seed() % 2**62,  # the run's seed, after seed_everything
+            distort = functools.partial(
+                random_affine,
+                shift_px=hp.distortion_shift_px,
+                scale=hp.distortion_scale,
+                shear_degrees=hp.distortion_shear_degrees,
                 squeeze=hp.distortion_squeeze,
                 interpolation=hp.distortion_interpolation,
+            )
+            dataset = Distorted(
+                dataset,
+                distort,
+                epoch=self._current_epoch,
+                seed=torch.initial_seed() % 2**62,  # the run's seed, after seed_everything
             )
         return make_loader(
             dataset,
