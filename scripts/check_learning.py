@@ -154,6 +154,12 @@ def markdown_row(
     )
 
 
+def error_row(name: str, message: str, settings: Sequence[str]) -> None:
+    """A row that could not be measured: its error, on stderr and in the table."""
+    print(f"{name}: error: {message}", file=sys.stderr, flush=True)
+    print(f"| `{name}` | error: {message} ||||||||| `{' '.join(settings)}` |", flush=True)
+
+
 def run_all(rows: Sequence[Row], args: argparse.Namespace) -> int:
     """One markdown row per recipe, printed as soon as it is measured; exit 1 if any row does
     not do what it must (learn, or for a start the floors must catch, fail)."""
@@ -172,9 +178,9 @@ def _run_rows(rows: Sequence[Row], args: argparse.Namespace, net_a: Path) -> int
         must_learn = expectation[0] if expectation else True
         extra = tuple(e.replace(NET_A, str(net_a)) for e in row_extra)
         if f"model.init_from={NET_A}" in row_extra and not net_a.exists():
-            message = "starts from net A: run the vgg11 row first (--all vgg11,vgg16)"
-            print(f"{name}: error: {message}", file=sys.stderr, flush=True)
-            print(f"| `{name}` | error: {message} ||||||||| `{' '.join(row_extra)}` |", flush=True)
+            error_row(
+                name, "starts from net A: run the vgg11 row first (--all vgg11,vgg16)", row_extra
+            )
             failed += 1
             continue
         flags = [f"--images={args.images}", f"--batch-size={args.batch_size}"]
@@ -182,9 +188,7 @@ def _run_rows(rows: Sequence[Row], args: argparse.Namespace, net_a: Path) -> int
         try:
             figures = measure(own.overrides, own)
         except Exception as err:  # a recipe that does not build: its row says so, the rest run
-            message = " ".join(str(err).split()).replace("|", "/")[:300]
-            print(f"{name}: error: {message}", file=sys.stderr, flush=True)
-            print(f"| `{name}` | error: {message} ||||||||| `{' '.join(row_extra)}` |", flush=True)
+            error_row(name, " ".join(str(err).split()).replace("|", "/")[:300], row_extra)
             failed += 1
             continue
         print(verdict(name, figures), file=sys.stderr, flush=True)
