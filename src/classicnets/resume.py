@@ -130,8 +130,9 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint that training can resume from, read through :func:`load_file`; a truncated
-    file or one that is not a training checkpoint raises ``CorruptCheckpointError``."""
-    checkpoint = load_file(path)
+    file or one that is not a training checkpoint raises ``CorruptCheckpointError``. Its tensors
+    are memory-mapped, not read: ``trainer.fit`` reads the file again to resume from it."""
+    checkpoint = load_file(path, mmap=True)
     if not isinstance(checkpoint, dict) or not {"state_dict", "loops"} <= checkpoint.keys():
         raise CorruptCheckpointError(
             f"{path} is not a training checkpoint of a classicnets run (it holds no model and "

@@ -36,14 +36,16 @@ class HashMismatchError(Exception):
     """A torchvision-style weights file whose content does not match the hash in its name."""
 
 
-def load_file(path: str | Path, map_location: Any = "cpu") -> Any:
-    """Read a checkpoint or weights file with ``weights_only=True``; a clear error otherwise."""
+def load_file(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> Any:
+    """Read a checkpoint or weights file with ``weights_only=True``; a clear error otherwise.
+    ``mmap``: map the tensors' bytes instead of reading them (the file is still unpickled whole
+    and its zip directory read, so a truncated file fails the same way)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; pass a checkpoint (.ckpt) or weights file")
     check_hash_in_name(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         if "weights only load failed" in str(err).lower():
             raise UnsafeCheckpointError(
