@@ -65,12 +65,12 @@ def main(cfg: DictConfig) -> dict[str, float]:
 def evaluate(
     trainer: Trainer, model: ClassificationModule, datamodule: LightningDataModule, validate: bool
 ) -> dict[str, float]:
-    """Test (and validate) one module; Lightning's metrics as plain floats."""
+    """Test (and validate) one module; Lightning's metrics (main makes them plain floats)."""
     metrics = {}
     if validate:
         metrics.update(trainer.validate(model, datamodule=datamodule)[0])
     metrics.update(trainer.test(model, datamodule=datamodule)[0])
-    return report.scalar_metrics(metrics)
+    return metrics
 
 
 def prefixed(metrics: Mapping[str, float], prefix: str) -> dict[str, float]:

@@ -12,12 +12,11 @@ from typing import Any, TypeVar
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback as HydraCallback
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from classicnets.checks import ConfigValueError
 from classicnets.data.common import ClassMismatchError, DatasetNotFoundError
-from classicnets.launch import RankDiedError
+from classicnets.launch import RankDiedError, sweep_id
 from classicnets.models.init_from import InitFromError
 from classicnets.models.registry import UnknownModelError
 from classicnets.resume import DiskFullError
@@ -73,7 +72,7 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
             if cause is None:
                 raise
             log.error("error: %s", cause)
-            if _in_sweep():  # SweepErrors prints the one line at the end
+            if sweep_id() is not None:  # SweepErrors prints the one line at the end
                 job_dir = Path(HydraConfig.get().runtime.output_dir)
                 (job_dir / ERROR_FILE).write_text(f"error: {cause}\n")
                 return _failed_trial_value()  # type: ignore[return-value]
@@ -90,10 +89,6 @@ def _failed_trial_value() -> float:
     if direction in ("maximize", "minimize"):
         return float("-inf") if direction == "maximize" else float("inf")
     return float("nan")
-
-
-def _in_sweep() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 class SweepErrors(HydraCallback):

@@ -62,7 +62,7 @@ class RNGStateCheckpoint(Callback):
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         states: list[Any] = [rng_state()]
-        if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
+        if _distributed(trainer):
             # every rank is here: Trainer.save_checkpoint runs on all of them and ends in a barrier
             states = [None] * trainer.world_size
             dist.all_gather_object(states, rng_state())
