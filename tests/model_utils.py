@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from lightning import Callback
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -79,14 +76,3 @@ def small_vgg(name: str, init: str = "paper") -> nn.Module:
     )  # fmt: skip
     model.to_empty(device="cpu").reset_parameters(init)
     return model
-
-
-class CountOptimizerSteps(Callback):
-    """Counts ``on_before_optimizer_step`` calls (all instances together) and checks that each
-    sees the gradients of the update it precedes."""
-
-    calls = 0
-
-    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        assert any(p.grad is not None for p in pl_module.parameters())
-        type(self).calls += 1

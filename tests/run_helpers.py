@@ -140,3 +140,14 @@ class RecordTargets(Callback):
     ) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(batch[1].tolist()) + "\n")
+
+
+class CountOptimizerSteps(Callback):
+    """Counts ``on_before_optimizer_step`` calls (all instances together) and checks that each
+    sees the gradients of the update it precedes."""
+
+    calls = 0
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        assert any(p.grad is not None for p in pl_module.parameters())
+        type(self).calls += 1

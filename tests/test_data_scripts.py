@@ -16,7 +16,6 @@ from PIL import Image
 from classicnets.data.imagenet import ImageNetDataModule
 from conftest import load_script
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 WNIDS = ("n01440764", "n01443537", "n01484850")  # three leaf synsets, ILSVRC2012_ID 1, 2, 3
 NAMES = ("tench, Tinca tinca", "goldfish, Carassius auratus", "great white shark")
 VAL_LABELS = (3, 1, 2, 1, 3)  # ILSVRC2012_ID of validation images 1..5

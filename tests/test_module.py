@@ -215,14 +215,14 @@ def test_updates_per_step_runs_a_callbacks_optimizer_step_hook_for_every_update(
     tmp_path: Path, train_main
 ) -> None:
     """The no-op hooks are skipped for speed; one that does something runs before every update."""
-    from model_utils import CountOptimizerSteps
+    from run_helpers import CountOptimizerSteps
 
     CountOptimizerSteps.calls = 0
     overrides = [
         *TINY, "logger=none", "test=false", "trainer.max_epochs=1",
         "trainer.limit_train_batches=3", "model.updates_per_step=4",
         "callbacks.sdlm_curvature.samples=20",
-        "+callbacks.count._target_=model_utils.CountOptimizerSteps",
+        "+callbacks.count._target_=run_helpers.CountOptimizerSteps",
     ]  # fmt: skip
     train_main(compose_config("train", overrides, tmp_path))
     assert CountOptimizerSteps.calls == 12  # 3 batches of 4 updates

@@ -4,7 +4,6 @@ checkpoints and evaluates like an eager one, and throughput reaches the logs."""
 from __future__ import annotations
 
 import csv
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,13 +11,11 @@ import torch
 
 from classicnets.run.setup import compose_config
 from classicnets.safe_load import load_file
+from conftest import load_script
 from run_helpers import TINY
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-sys.path.insert(0, str(SCRIPTS))  # the scripts import each other as top-level modules
-
-import bench_step  # noqa: E402
-import bench_train  # noqa: E402
+bench_step = load_script("bench_step")  # first: bench_train imports it as a top-level module
+bench_train = load_script("bench_train")
 
 
 def test_bench_step_prints_both_loops_and_the_overhead(capsys: pytest.CaptureFixture) -> None:
