@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
-from litdata import StreamingDataLoader, optimize
+from litdata import StreamingDataLoader
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -227,21 +227,13 @@ def main(argv: list[str] | None = None) -> None:
 
 def convert(index: FileIndex, out: Path, workers: int) -> tuple[Path, float]:
     """The index's files as litdata shards, as make_shards writes them; (folder, seconds)."""
-    from make_shards import CHUNK_BYTES, read_item
+    from make_shards import CHUNK_BYTES, write_shards
 
-    entries = [(index.path(i), int(index.targets[i]), index.path(i)) for i in range(len(index))]
-    start = time.perf_counter()
-    optimize(
-        fn=read_item,
-        inputs=entries,
-        output_dir=str(out),
-        chunk_bytes=CHUNK_BYTES,
-        num_workers=workers,
-        reorder_files=False,
-        start_method="fork",
-        verbose=False,
-    )
-    return out, time.perf_counter() - start
+    entries = [
+        (index.path(i), int(index.targets[i]), os.path.relpath(index.path(i), index.directory))
+        for i in range(len(index))
+    ]
+    return out, write_shards(entries, str(out), CHUNK_BYTES, workers, verbose=False)
 
 
 def _head(index: FileIndex, n: int) -> FileIndex:

@@ -35,7 +35,6 @@ from classicnets.optim import SDLM, diagonal_gauss_newton
 from classicnets.run.loggers import finish_loggers, instantiate_loggers
 from classicnets.run.setup import compose_config, instantiate_callbacks, instantiate_trainer
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # The bench measures the loop, not the logger's start-up or network: CSV unless told otherwise.
 DEFAULT_OVERRIDES = ["logger=csv", "trainer.accelerator=cpu", "ckpt_path=null"]
 
@@ -44,7 +43,7 @@ def compose_run(overrides: list[str], run_dir: Path) -> DictConfig:
     """conf/train.yaml with ``overrides``, as ``python src/train.py overrides`` composes it."""
     keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
     defaults = [o for o in DEFAULT_OVERRIDES if o.split("=", 1)[0] not in keys]
-    return compose_config("train", defaults + overrides, run_dir, CONF_DIR)
+    return compose_config("train", defaults + overrides, run_dir)
 
 
 def draw_patterns(cfg: DictConfig, count: int) -> TensorDataset:

@@ -40,8 +40,6 @@ from classicnets.diagnostics.recipe import (
 from classicnets.errors import exit_on_user_error
 from classicnets.run.setup import compose_config
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
 # A row of --all: the recipe, its settings here, and whether it must learn (False: a start the
 # floors must catch; the row then passes when it fails).
 Row = tuple[str, tuple[str, ...]] | tuple[str, tuple[str, ...], bool]
@@ -106,7 +104,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def measure(overrides: Sequence[str], args: argparse.Namespace) -> learning.Figures:
     """Compose the recipe as train.py would (its own callbacks only) and check it."""
     with tempfile.TemporaryDirectory() as output_dir:
-        cfg = compose_config("train", ["callbacks=none", *overrides], Path(output_dir), CONF_DIR)
+        cfg = compose_config("train", ["callbacks=none", *overrides], Path(output_dir))
         if cfg.data._target_.endswith("ImageNetDataModule") and not overridden(
             overrides, "data.root"
         ):

@@ -35,8 +35,6 @@ from classicnets.diagnostics.recipe import (
 from classicnets.errors import exit_on_user_error
 from classicnets.run.setup import compose_config
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
 
 def describe(
     cfg: DictConfig, module: LightningModule, epoch: sched.EpochSize, run: sched.PlannedRun
@@ -121,7 +119,7 @@ def run(overrides: Sequence[str], png: Path | None) -> list[str]:
     """Compose the recipe, trace its schedule, draw it; returns the printed lines."""
     name = recipe_name(overrides)
     with tempfile.TemporaryDirectory() as output_dir:
-        cfg = compose_config("train", overrides, Path(output_dir), CONF_DIR)
+        cfg = compose_config("train", overrides, Path(output_dir))
         epoch, datamodule = sched.count_epoch(cfg)
         planned = sched.planned_run(cfg, epoch)
         module = sched.build_module(cfg, datamodule, planned)

@@ -63,6 +63,25 @@ def split_entries(root: Path, split: str, classes: list[str], shuffle: bool) -> 
     return entries
 
 
+def write_shards(
+    entries: list[tuple], output_dir: str, chunk_bytes: str, workers: int, verbose: bool = True
+) -> float:
+    """Pack ``entries`` (path, label, name) into litdata chunks at ``output_dir``; seconds taken."""
+    start = time.perf_counter()
+    optimize(
+        fn=read_item,
+        inputs=entries,
+        output_dir=output_dir,
+        chunk_bytes=chunk_bytes,
+        num_workers=min(workers, len(entries)),
+        reorder_files=False,  # keep the order written above
+        mode="overwrite",
+        start_method="fork",  # workers start in a second, not after re-importing torch
+        verbose=verbose,
+    )
+    return time.perf_counter() - start
+
+
 def write_metadata(out: str, metadata: dict[str, object]) -> None:
     text = json.dumps(metadata, indent=1).encode()
     if is_url(out):
@@ -97,19 +116,8 @@ def main(argv: list[str] | None = None) -> None:
         if not entries:
             raise not_found(args.root, f"{args.root / split} holds no images of the classes")
         print(f"{split}: {len(entries)} files -> {out}/{split}", file=sys.stderr)
-        start = time.perf_counter()
-        optimize(
-            fn=read_item,
-            inputs=entries,
-            output_dir=f"{out}/{split}",
-            chunk_bytes=args.chunk_bytes,
-            num_workers=min(args.workers, len(entries)),
-            reorder_files=False,  # keep the order written above
-            mode="overwrite",
-            start_method="fork",  # workers start in a second, not after re-importing torch
-        )
+        elapsed = write_shards(entries, f"{out}/{split}", args.chunk_bytes, args.workers)
         counts[split] = len(StreamingDataset(f"{out}/{split}"))
-        elapsed = time.perf_counter() - start
         print(
             f"{split}: {counts[split]} images in {elapsed:.1f} s "
             f"({counts[split] / elapsed:.0f} images/s, {args.workers} workers)",

@@ -31,9 +31,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from classicnets.models import get_model, list_models, model_info
 from classicnets.paper_results import headline
+from classicnets.run.setup import CONF_DIR
 from classicnets.run_results import find_runs
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch.distributed as dist
@@ -133,9 +134,9 @@ def end_job(trainer: Trainer | None) -> None:
         else:
             os.environ[key] = value
     if children and watch is not None and watch.failure is not None and trainer is not None:
-        raise RankDiedError(*watch.failure, checkpoint=_last_checkpoint(trainer))
+        raise RankDiedError(*watch.failure, checkpoint=_last_checkpoint(trainer.default_root_dir))
     if _parent is not None and _parent.gone() and trainer is not None:
-        raise RankDiedError(0, None, checkpoint=_last_checkpoint(trainer))
+        raise RankDiedError(0, None, checkpoint=_last_checkpoint(trainer.default_root_dir))
 
 
 class RankDiedError(RuntimeError):
@@ -157,15 +158,28 @@ class RankDiedError(RuntimeError):
         super().__init__(f"DDP rank {rank} {how}; the other ranks were stopped. {resume}")
 
 
-def _last_checkpoint(trainer: Trainer) -> Path:
-    return Path(trainer.default_root_dir) / CHECKPOINTS / LAST
+def _last_checkpoint(run_dir: str | Path | None = None) -> Path:
+    """``<run dir>/checkpoints/last.ckpt``: of ``run_dir``, else of this Hydra job."""
+    if run_dir is None:
+        run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "."
+    return Path(run_dir) / CHECKPOINTS / LAST
+
+
+def _report_and_die(error: RankDiedError, children: Sequence[subprocess.Popen] = ()) -> None:
+    """The one ``error:`` line of a dead rank, then SIGKILL for ``children`` and this process:
+    a rank stuck in a collective would otherwise wait for the collective's timeout."""
+    message = f"error: {error}"
+    log.error(message)
+    print(message, file=sys.stderr, flush=True)
+    for child in children:
+        child.kill()
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def watch_children(children: list[subprocess.Popen]) -> None:
     """Lightning's ``ddp`` launcher hands its child processes here (ranks 1… of this node)."""
     global _watch
-    run_dir = Path(HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else ".")
-    _watch = RankWatch(children, global_rank() + 1, run_dir / CHECKPOINTS / LAST)
+    _watch = RankWatch(children, global_rank() + 1, _last_checkpoint())
     _watch.start()
 
 
@@ -200,12 +214,7 @@ class RankWatch(threading.Thread):
             pass
         if self.failure is None or self._stopped.wait(self.grace_s):
             return
-        message = f"error: {RankDiedError(*self.failure, checkpoint=self.checkpoint)}"
-        log.error(message)
-        print(message, file=sys.stderr, flush=True)
-        for child in self.children:
-            child.kill()
-        os.kill(os.getpid(), signal.SIGKILL)
+        _report_and_die(RankDiedError(*self.failure, checkpoint=self.checkpoint), self.children)
 
     def poll(self) -> bool:
         """Record the first child that ended with an error; True once one did."""
@@ -238,17 +247,14 @@ class ParentWatch(threading.Thread):
         while not self.gone():
             time.sleep(WATCH_PERIOD_S)
         time.sleep(self.grace_s)
-        if self.rank == 1:
-            message = f"error: {RankDiedError(0, None, checkpoint=self.checkpoint)}"
-            log.error(message)
-            print(message, file=sys.stderr, flush=True)
+        if self.rank == 1:  # one rank says it; the others end quietly
+            _report_and_die(RankDiedError(0, None, checkpoint=self.checkpoint))
         os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _watch_parent(rank: int) -> None:
     global _parent
-    run_dir = Path(HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else ".")
-    _parent = ParentWatch(rank, run_dir / CHECKPOINTS / LAST)
+    _parent = ParentWatch(rank, _last_checkpoint())
     _parent.start()
 
 

@@ -120,7 +120,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
         if errors:
             log.warning(
                 "%s cannot be read (%s); resuming from %s, the newest whole checkpoint",
-                found[0], _reason(errors[0]), path,
+                found[0], errors[0].reason, path,
             )  # fmt: skip
         return path
     if errors:
@@ -139,10 +139,3 @@ def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
             "loop state); pass the last.ckpt or a best-*.ckpt of a run's checkpoints/ folder"
         )
     return checkpoint
-
-
-def _reason(err: CorruptCheckpointError) -> str:
-    """The cause in a ``CorruptCheckpointError`` message, without its advice."""
-    text = str(err)
-    cause = text[text.find("(") + 1 : text.rfind(")")] if "(" in text else text
-    return cause.split(". ")[0]  # torch's zip errors go on for several sentences

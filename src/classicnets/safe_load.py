@@ -29,7 +29,12 @@ class UnsafeCheckpointError(Exception):
 
 
 class CorruptCheckpointError(Exception):
-    """The file is not a readable checkpoint (truncated, not a torch file, or damaged)."""
+    """The file is not a readable checkpoint (truncated, not a torch file, or damaged);
+    ``reason`` is the cause alone, without the advice."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message.split(". ")[0]
 
 
 class HashMismatchError(Exception):
@@ -77,9 +82,11 @@ def check_hash_in_name(path: Path) -> None:
 
 
 def _corrupt(path: Path, err: BaseException) -> CorruptCheckpointError:
+    reason = _first_line(err).split(". ")[0]  # torch's zip errors go on for several sentences
     return CorruptCheckpointError(
         f"{path} is not a readable checkpoint, it is truncated or damaged ({_first_line(err)}); "
-        "use another copy or another checkpoint of the run"
+        "use another copy or another checkpoint of the run",
+        reason,
     )
 
 

@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
+from classicnets import checks
 from classicnets.filters import find_conv, group_specificity, kernel_grid, reading_groups
 
 
@@ -23,8 +24,7 @@ class FilterGrid(Callback):
     ``<run dir>/filters/epoch<N>.png``."""
 
     def __init__(self, every_n_epochs: int = 1, layer: str | None = None) -> None:
-        if every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be at least 1, not {every_n_epochs}")
+        checks.positive_int("callbacks.filters.every_n_epochs", every_n_epochs)
         self.every_n_epochs, self.layer = every_n_epochs, layer
 
     @rank_zero_only

@@ -7,6 +7,8 @@ from typing import Any
 from lightning import LightningModule, Trainer
 from lightning.pytorch.callbacks import RichProgressBar
 
+from classicnets import checks
+
 
 class StepRichProgressBar(RichProgressBar):
     """``RichProgressBar`` that updates the training bar and its metrics every ``every_n_steps``
@@ -16,8 +18,7 @@ class StepRichProgressBar(RichProgressBar):
 
     def __init__(self, every_n_steps: int = 10, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        checks.positive_int("callbacks.progress_bar.every_n_steps", every_n_steps)
         self.every_n_steps = every_n_steps
 
     def on_train_batch_end(

@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
-from classicnets import compat
+from classicnets import checks, compat
 from classicnets.launch import stop_child_watch
 from classicnets.resume import LAST
 
@@ -108,8 +108,9 @@ class CheckpointOnSignal(Callback):
     """
 
     def __init__(self, check_every_n_steps: int = 100) -> None:
-        if check_every_n_steps < 1:
-            raise ValueError(f"check_every_n_steps must be >= 1, got {check_every_n_steps}")
+        checks.positive_int(
+            "callbacks.checkpoint_on_signal.check_every_n_steps", check_every_n_steps
+        )
         self.check_every_n_steps = check_every_n_steps
         self._received: set[int] = set()
         self._previous: dict[int, Any] = {}

@@ -11,6 +11,7 @@ import torch
 from lightning import Callback, LightningModule, Trainer
 from torch.utils.data import default_collate
 
+from classicnets import checks
 from classicnets.optim import SDLM, diagonal_gauss_newton
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,7 @@ class SDLMCurvature(Callback):
     Rank 0's estimate is broadcast, so every DDP rank steps with the same rates."""
 
     def __init__(self, samples: int = 500) -> None:
-        if samples < 1:
-            raise ValueError(f"SDLMCurvature needs samples >= 1, got {samples}")
+        checks.positive_int("callbacks.sdlm_curvature.samples", samples)
         self.samples = samples
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 from lightning import Callback, LightningModule, Trainer
 from torch import Tensor
 
+from classicnets import checks
+
 
 class Throughput(Callback):
     """Every ``every_n_steps`` training batches, log ``perf/images_per_s`` (global: this rank's
@@ -21,8 +23,7 @@ class Throughput(Callback):
     starts at its first batch, so start-up and validation are not counted."""
 
     def __init__(self, every_n_steps: int = 50) -> None:
-        if every_n_steps < 1:
-            raise ValueError(f"Throughput needs every_n_steps >= 1, got {every_n_steps}")
+        checks.positive_int("callbacks.throughput.every_n_steps", every_n_steps)
         self.every_n_steps = every_n_steps
         self._window_start: float | None = None
         self._batch_end: float | None = None
