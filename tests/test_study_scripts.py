@@ -170,3 +170,12 @@ def test_filters_go_to_wandb_offline_when_asked(tmp_path: Path, monkeypatch, fil
     out = filters_main(compose_config("filters", [f"ckpt_path={ckpt}", "logger=wandb"], run_dir))
     assert patches(out) == (6, 1)
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+
+
+def test_bench_neighbours_finds_each_query_itself_and_prints_the_cost_per_million(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert load_script("bench_neighbours").main(["--rows", "3000", "--dim", "64"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("5 queries against 3,000 × 64 float32 features: ")
+    assert "s per million bank images" in printed
