@@ -18,7 +18,7 @@ from PIL import Image
 
 from classicnets import restore
 from classicnets.errors import exit_on_user_error
-from classicnets.filters import find_conv, group_specificity, kernel_grid, reading_groups
+from classicnets.filters import KernelFigure
 from classicnets.run import checkpoints, setup
 
 
@@ -28,15 +28,15 @@ def main(cfg: DictConfig) -> Path:
     """Draw ``cfg.layer`` of ``cfg.ckpt_path`` into the run directory; returns the PNG."""
     run_dir = setup.output_dir()
     net = restore.restore_model(checkpoints.load_checkpoint(cfg.ckpt_path)).net
-    name, conv = find_conv(net, cfg.layer)
-    groups = reading_groups(net, conv)
-    out = run_dir / f"filters_{name.replace('.', '_')}.png"
-    Image.fromarray(kernel_grid(conv.weight, groups)).save(out)
-    size = "×".join(map(str, conv.weight.shape[1:][::-1]))
-    print(f"{name}: {conv.out_channels} kernels of {size}, in {groups} group(s); drawn to {out}")
-    for i, score in enumerate(group_specificity(conv.weight, groups), start=1):
+    figure = KernelFigure.of(net, cfg.layer)
+    out = run_dir / f"filters_{figure.name.replace('.', '_')}.png"
+    Image.fromarray(figure.grid).save(out)
+    size = "×".join(map(str, figure.conv.weight.shape[1:][::-1]))
+    print(f"{figure.name}: {figure.conv.out_channels} kernels of {size}, in {figure.groups} "
+          f"group(s); drawn to {out}")  # fmt: skip
+    for i, score in enumerate(figure.specificity, start=1):
         print(f"group {i} (GPU {i}): colour specificity {score:.3f}  (0 = grey, higher = colour)")
-    restore.log_figure(cfg.get("logger"), run_dir, f"filters/{name}", out)
+    restore.log_figure(cfg.get("logger"), run_dir, f"filters/{figure.name}", out)
     return out
 
 

@@ -10,6 +10,8 @@ higher for a kernel that responds to colour.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -30,6 +32,25 @@ def find_conv(net: nn.Module, layer: str | None = None) -> tuple[str, nn.Conv2d]
     if not convs:
         raise ConfigValueError("layer", layer, "the network has no convolution to draw")
     return convs[0]
+
+
+@dataclass(frozen=True)
+class KernelFigure:
+    """A convolution's kernels drawn as :func:`kernel_grid` draws them, with their figures."""
+
+    name: str  # the convolution's module path
+    conv: nn.Conv2d
+    groups: int  # how many groups the next convolution reads (AlexNet: its 2 GPUs)
+    grid: np.ndarray  # (H, W, 3) uint8
+    specificity: list[float]  # per group: mean colour specificity
+
+    @classmethod
+    def of(cls, net: nn.Module, layer: str | None = None) -> KernelFigure:
+        """The figure of the convolution named ``layer`` (default: the first) of ``net``."""
+        name, conv = find_conv(net, layer)
+        groups = reading_groups(net, conv)
+        grid = kernel_grid(conv.weight, groups)
+        return cls(name, conv, groups, grid, group_specificity(conv.weight, groups))
 
 
 def reading_groups(net: nn.Module, conv: nn.Conv2d) -> int:
