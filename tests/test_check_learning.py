@@ -28,12 +28,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def figures(check_learning: ModuleType, *argv: str) -> learning.Figures:
-    args = check_learning.parse(list(argv))
-    return check_learning.measure(args.overrides, args)
+    return check_learning.measure(check_learning.parse(list(argv)))
 
 
 def test_lenet5_learns_the_digits_with_sdlm_per_pattern(check_learning: ModuleType) -> None:
-    f = figures(check_learning, "model=lenet5", "--passes=4")
+    f = figures(check_learning, "model=lenet5", "check.passes=4")
     assert f.batch_size == 1  # never above the recipe's batch: SDLM's per-pattern updates
     assert f.input_shape == (1, 32, 32)
     assert f.steps == 32 * 4
@@ -44,7 +43,7 @@ def test_lenet5_learns_the_digits_with_sdlm_per_pattern(check_learning: ModuleTy
 def test_lenet5_modern_learns_at_its_own_batch(
     check_learning: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["model=lenet5_modern", "--batch-size=32", "--images=64", "--passes=100"]
+    argv = ["model=lenet5_modern", "check.batch_size=32", "check.images=64", "check.passes=100"]
     assert check_learning.main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("lenet5_modern: learns (loss -")
@@ -56,7 +55,9 @@ def test_lenet5_modern_learns_at_its_own_batch(
 def test_a_recipe_that_cannot_move_its_weights_exits_1_and_says_why(
     check_learning: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert check_learning.main(["model=lenet5_modern", "model.optimizer.lr=0", "--passes=2"]) == 1
+    assert (
+        check_learning.main(["model=lenet5_modern", "model.optimizer.lr=0", "check.passes=2"]) == 1
+    )
     verdict = capsys.readouterr().out.splitlines()[0]
     assert verdict.startswith("lenet5_modern: does NOT learn (")
     assert "first-layer step 0.00e+00 < 1e-06" in verdict and "loss cut 0% < 30%" in verdict
@@ -67,7 +68,7 @@ def test_imagenet_recipes_read_the_digits_as_jpegs_at_their_paper_input(
 ) -> None:
     f = figures(
         check_learning, "model=shufflenet_v2_x0_5", f"paths.data_dir={data_dir}",
-        "--images=8", "--passes=1",
+        "check.images=8", "check.passes=1",
     )  # fmt: skip
     assert f.input_shape == (3, 224, 224)
     assert f.batch_size == 8 and f.steps == 1
@@ -122,10 +123,10 @@ def test_a_missing_tree_is_one_error_line(
 def test_all_prints_a_markdown_row_per_recipe_and_goes_on_past_one_that_does_not_build(
     check_learning: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert check_learning.main(["--all", "lenet5_modern,no_such_net", "--passes=2"]) == 1
+    assert check_learning.main(["check.table=[lenet5_modern,no_such_net]", "check.passes=2"]) == 1
     rows = capsys.readouterr().out.strip().splitlines()
     assert rows[0].startswith("| recipe | input | batch | lr |") and rows[1].startswith("|---|")
-    # lenet5_modern's row uses its FAMILIES settings (its own batch, 100 passes) over --passes=2
+    # lenet5_modern's row uses its FAMILIES settings (its own batch, 100 passes) over check.passes=2
     assert rows[2].startswith("| `lenet5_modern` | 32 | 32 | 0.01 |") and "| yes |" in rows[2]
     assert rows[3].startswith("| `no_such_net` | error: ") and "no_such_net" in rows[3]
     assert len(rows) == 4
@@ -134,13 +135,13 @@ def test_all_prints_a_markdown_row_per_recipe_and_goes_on_past_one_that_does_not
 def test_save_keeps_the_trained_net_and_init_from_starts_from_it(
     check_learning: ModuleType, tmp_path: Path
 ) -> None:
-    """--save writes a checkpoint of ours (VGG-11's is the net A of the VGG-16 row); a run
+    """check.save writes a checkpoint of ours (VGG-11's is the net A of the VGG-16 row); a run
     started from it with model.init_from begins where the first one ended."""
     saved = tmp_path / "net.ckpt"
-    argv = ["model=lenet5_modern", "--batch-size=32", "--images=64"]
-    first = figures(check_learning, *argv, "--passes=100", f"--save={saved}")
+    argv = ["model=lenet5_modern", "check.batch_size=32", "check.images=64"]
+    first = figures(check_learning, *argv, "check.passes=100", f"check.save={saved}")
     assert first.failures == [] and saved.is_file()
-    again = figures(check_learning, *argv, "--passes=2", f"model.init_from={saved}")
+    again = figures(check_learning, *argv, "check.passes=2", f"model.init_from={saved}")
     assert again.loss_first_pass < 0.2 * first.loss_first_pass  # it starts trained
     assert again.logit_spread > 10 * first.logit_spread
 
@@ -148,23 +149,31 @@ def test_save_keeps_the_trained_net_and_init_from_starts_from_it(
 def test_all_passes_a_row_that_must_be_caught_when_it_is(
     check_learning: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A row with learns=False (VGG-16 at N(0, 0.01) from scratch) passes --all when the floors
-    catch it and fails it when they do not; a row that starts from net A without it says so."""
-    frozen = ("model.optimizer.lr=0", "--passes=2")  # cannot learn
+    """A row with learns=False (VGG-16 at N(0, 0.01) from scratch) passes check.table when the
+    floors catch it and fails it when they do not; a row that starts from net A without it says
+    so."""
+    frozen = ("model.optimizer.lr=0", "check.passes=2")  # cannot learn
     rows = (
         ("lenet5_modern", frozen, False),
         ("vgg16", (f"model.init_from={check_learning.NET_A}",)),
     )
     monkeypatch.setattr(check_learning, "FAMILIES", rows)
-    assert check_learning.main(["--all", "lenet5_modern", "--images=32", "--batch-size=32"]) == 0
+    assert (
+        check_learning.main(
+            ["check.table=[lenet5_modern]", "check.images=32", "check.batch_size=32"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.strip().splitlines()
     assert "| caught, as it must be: first-layer step 0.00e+00 < 1e-06" in out[2]
-    assert check_learning.main(["--all", "vgg16"]) == 1
+    assert check_learning.main(["check.table=[vgg16]"]) == 1
     out = capsys.readouterr().out.strip().splitlines()
     assert out[2].startswith("| `vgg16` | error: starts from net A: run the vgg11 row first")
-    learns = (("lenet5_modern", ("--batch-size=32", "--images=64", "--passes=100"), False),)
+    learns = (
+        ("lenet5_modern", ("check.batch_size=32", "check.images=64", "check.passes=100"), False),
+    )
     monkeypatch.setattr(check_learning, "FAMILIES", learns)
-    assert check_learning.main(["--all"]) == 1
+    assert check_learning.main(["check.table=families"]) == 1
     assert "| NOT caught |" in capsys.readouterr().out
 
 
@@ -173,7 +182,7 @@ def test_the_vgg16_row_from_net_a_comes_after_the_vgg11_row_that_trains_it(
 ) -> None:
     net_a = check_learning.NET_A
     rows = check_learning.FAMILIES
-    saves = [i for i, row in enumerate(rows) if f"--save={net_a}" in row[1]]
+    saves = [i for i, row in enumerate(rows) if f"check.save={net_a}" in row[1]]
     starts = [i for i, row in enumerate(rows) if f"model.init_from={net_a}" in row[1]]
     assert [rows[i][0] for i in saves] == ["vgg11"] and [rows[i][0] for i in starts] == ["vgg16"]
     assert saves[0] < starts[0]
@@ -200,3 +209,21 @@ def test_gpu_learning_check_runs_its_vgg_rows_at_toy_sizes(tmp_path: Path) -> No
     assert (tmp_path / "net_a.ckpt").is_file()
     log = (tmp_path / "learning.log").read_text()
     assert "init_from: copied 14 tensors (VGG §3.1: net A's first four convs and three FCs" in log
+
+
+def test_check_learning_takes_overrides_only_and_says_so_for_a_flag(
+    check_learning: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        check_learning.main(["model=lenet5", "--passes=2"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: --passes=2: check_learning takes overrides only (key=value), e.g. "
+        "check.passes=16 check.table=families; see --help"
+    ]
+    with pytest.raises(SystemExit) as exited:
+        check_learning.main(["check.passes=0"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: check.passes=0 is not allowed: use a positive integer"]

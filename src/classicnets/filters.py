@@ -10,9 +10,14 @@ higher for a kernel that responds to colour.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from classicnets.checks import ConfigValueError
+from classicnets.models.layers import find_layer
 
 GAP = 255  # the grid's background; patches use 0..PATCH_MAX, so the two never meet
 PATCH_MAX = 230
@@ -21,16 +26,31 @@ PATCH_MAX = 230
 def find_conv(net: nn.Module, layer: str | None = None) -> tuple[str, nn.Conv2d]:
     """The convolution named ``layer`` (a module path such as ``features.conv1`` or just
     ``conv1``), by default the network's first."""
+    if layer is not None:
+        return find_layer(net, layer, nn.Conv2d)  # type: ignore[return-value]
     convs = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
     if not convs:
-        raise ValueError("the network has no convolution")
-    if layer is None:
-        return convs[0]
-    found = [(n, m) for n, m in convs if n == layer or n.split(".")[-1] == layer]
-    if not found:
-        names = ", ".join(n for n, _ in convs[:8])
-        raise ValueError(f"no convolution named {layer!r}; the network's first are: {names}")
-    return found[0]
+        raise ConfigValueError("layer", layer, "the network has no convolution to draw")
+    return convs[0]
+
+
+@dataclass(frozen=True)
+class KernelFigure:
+    """A convolution's kernels drawn as :func:`kernel_grid` draws them, with their figures."""
+
+    name: str  # the convolution's module path
+    conv: nn.Conv2d
+    groups: int  # how many groups the next convolution reads (AlexNet: its 2 GPUs)
+    grid: np.ndarray  # (H, W, 3) uint8
+    specificity: list[float]  # per group: mean colour specificity
+
+    @classmethod
+    def of(cls, net: nn.Module, layer: str | None = None) -> KernelFigure:
+        """The figure of the convolution named ``layer`` (default: the first) of ``net``."""
+        name, conv = find_conv(net, layer)
+        groups = reading_groups(net, conv)
+        grid = kernel_grid(conv.weight, groups)
+        return cls(name, conv, groups, grid, group_specificity(conv.weight, groups))
 
 
 def reading_groups(net: nn.Module, conv: nn.Conv2d) -> int:

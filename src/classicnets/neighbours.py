@@ -11,19 +11,20 @@ an image's distance to itself is exactly 0.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from lightning import LightningDataModule
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Subset
 
-from classicnets.data.decode import EncodedImage
-from classicnets.data.folder import DECODE_ERRORS, FileIndex
-from classicnets.data.imagenet import ImageNetDataModule
-from classicnets.data.protocols import CenterCrop
+from classicnets.data.base import ClassificationDataModule
+from classicnets.models.layers import find_layer
 
 CHUNK = 16_384  # bank rows per matrix product: 256 MiB of float32 at 4096 dimensions
 
@@ -31,14 +32,10 @@ CHUNK = 16_384  # bank rows per matrix product: 256 MiB of float32 at 4096 dimen
 def feature_layer(net: nn.Module, layer: str | None) -> tuple[str, nn.Module, bool]:
     """(name, module, take its input?): the module named ``layer`` (its output), or by default
     the last fully connected layer (its input: the last hidden layer, AlexNet's fc7)."""
-    modules = dict(net.named_modules())
-    if layer is None:
-        name = [n for n, m in modules.items() if isinstance(m, nn.Linear)][-1]
-        return name, modules[name], True
-    found = [n for n in modules if n == layer or n.split(".")[-1] == layer]
-    if not found:
-        raise ValueError(f"no layer named {layer!r}; e.g. {', '.join(list(modules)[1:9])}")
-    return found[0], modules[found[0]], False
+    if layer is not None:
+        return (*find_layer(net, layer), False)
+    name, module = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)][-1]
+    return name, module, True
 
 
 class FeatureHook:
@@ -67,83 +64,53 @@ class FeatureHook:
         return self.captured[0].float().cpu(), probs.float().cpu()
 
 
-class _Folder(Dataset):
-    """(centre crop, index) of each file of a split; None for a file that does not decode."""
-
-    def __init__(self, index: FileIndex, crop: CenterCrop) -> None:
-        self.index, self.crop = index, crop
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, int] | None:
-        try:
-            with open(self.index.path(i), "rb") as f:
-                return self.crop(EncodedImage(f.read())), i
-        except DECODE_ERRORS:
-            return None
-
-
 def _collate(samples: list[tuple[Tensor, int] | None]) -> tuple[Tensor, Tensor]:
+    """The views that decoded, stacked, and their rows (files that do not decode are None)."""
     kept = [s for s in samples if s is not None]
     if not kept:
         return torch.empty(0), torch.empty(0, dtype=torch.long)
     return torch.stack([s[0] for s in kept]), torch.tensor([s[1] for s in kept])
 
 
-def split_items(datamodule: LightningDataModule, split: str) -> list[str]:
-    """What each row of a split's features is: a file path (folders) or ``digit <i>`` (MNIST)."""
-    if isinstance(datamodule, ImageNetDataModule):
-        index = FileIndex.scan(datamodule.root / datamodule.splits[split], datamodule.classes)
-        return [index.path(i) for i in range(len(index))]
-    datamodule.setup()
-    return [f"{split} digit {i}" for i in range(len(datamodule.splits[split]))]
-
-
 def input_batches(
-    datamodule: LightningDataModule,
+    datamodule: ClassificationDataModule,
     split: str,
     batch_size: int = 64,
     workers: int = 0,
     only: Sequence[int] | None = None,
+    device: str | torch.device = "cpu",
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """(network input, item indices) over a split (or its items ``only``), each image
-    centre-cropped once."""
-    if isinstance(datamodule, ImageNetDataModule):
-        index = FileIndex.scan(datamodule.root / datamodule.splits[split], datamodule.classes)
-        dataset: Dataset = _Folder(index, CenterCrop(datamodule.input_size))
-        collate = _collate
-    else:
-        datamodule.setup()
-        images = datamodule.splits[split].tensors[0]
-        dataset, collate = TensorDataset(images, torch.arange(len(images))), None
+    """(network input on ``device``, item rows) over a split (or its items ``only``), each
+    image's centre view once, through the DataModule's own device step (the paper's pixel scale,
+    the recipe's input size)."""
+    dataset = datamodule.item_views(split)
     if only is not None:
         dataset = Subset(dataset, list(only))
-    loader = DataLoader(dataset, batch_size, num_workers=workers, collate_fn=collate)
-    for images, rows in loader:
+    loader = DataLoader(dataset, batch_size, num_workers=workers, collate_fn=_collate)
+    for pixels, rows in loader:
         if len(rows):
-            # The DataModule's own device step: the paper's pixel scale, the recipe's input size.
-            images, rows = datamodule.on_after_batch_transfer((images, rows), 0)
-            yield images, rows
+            yield datamodule.network_input(pixels, device), rows
 
 
 @torch.no_grad()
 def extract_features(
     net: nn.Module,
-    datamodule: LightningDataModule,
+    datamodule: ClassificationDataModule,
     split: str,
     out: Path,
     *,
     layer: str | None = None,
     batch_size: int = 64,
     workers: int = 0,
+    device: str | torch.device = "cpu",
 ) -> np.ndarray:
-    """Write the split's features to ``out`` (.npy, one row per item of :func:`split_items`;
-    undecodable files leave a row of NaN, which no search returns) and return it memory-mapped."""
-    n = len(split_items(datamodule, split))
+    """Write the split's features to ``out`` (.npy, one row per item of the DataModule's
+    ``item_names``; undecodable files leave a row of NaN, which no search returns) and return it
+    memory-mapped. ``net`` runs where it is; ``device`` is where its input goes."""
+    n = len(datamodule.item_views(split))
     bank = None
     with FeatureHook(net, layer) as hook:
-        for images, rows in input_batches(datamodule, split, batch_size, workers):
+        for images, rows in input_batches(datamodule, split, batch_size, workers, device=device):
             features = hook.features(images)[0].numpy()
             if bank is None:
                 bank = np.lib.format.open_memmap(out, "w+", np.float32, (n, features.shape[1]))
@@ -153,6 +120,32 @@ def extract_features(
         raise FileNotFoundError(f"no image of the {split} split could be read")
     bank.flush()
     return np.load(out, mmap_mode="r")
+
+
+def feature_cache(root: Path, ckpt_path: str, data_cfg: DictConfig, layer: str | None) -> Path:
+    """The folder of the features of one (checkpoint file, data config, layer): a rerun with the
+    same three reuses them; a checkpoint written again, other data or another layer do not."""
+    ckpt = Path(ckpt_path).expanduser().resolve()
+    data = OmegaConf.to_yaml(data_cfg, resolve=True, sort_keys=True)
+    key = f"{ckpt}|{ckpt.stat().st_mtime_ns}|{data}|{layer}"
+    return root / f"{ckpt.stem}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
+
+
+def cached_features(
+    net: nn.Module, datamodule: ClassificationDataModule, split: str, folder: Path, **extract: Any
+) -> tuple[np.ndarray, bool]:
+    """(features of the split, whether they were reused): read from ``folder`` when they were
+    extracted there from the same items, else extracted into it now (``extract``: the keyword
+    arguments of :func:`extract_features`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cache, listing = folder / f"features_{split}.npy", folder / f"items_{split}.txt"
+    items = datamodule.item_names(split)
+    if cache.is_file() and listing.is_file() and listing.read_text().split("\n") == items:
+        return np.load(cache, mmap_mode="r"), True
+    listing.unlink(missing_ok=True)  # a listing stands for finished features only
+    bank = extract_features(net, datamodule, split, cache, **extract)
+    listing.write_text("\n".join(items))
+    return bank, False
 
 
 def nearest(queries: Tensor, bank: np.ndarray, k: int, chunk: int = CHUNK) -> tuple[Tensor, Tensor]:
@@ -175,3 +168,43 @@ def nearest(queries: Tensor, bank: np.ndarray, k: int, chunk: int = CHUNK) -> tu
     exact = (winners - queries[:, None]).norm(dim=-1)
     exact, order = exact.sort(dim=1)
     return exact, best_i.gather(1, order)
+
+
+@dataclass
+class FigureRow:
+    """One query of Figure 4: its picture, its top-5 (names, probabilities), and its neighbours'
+    pictures with their distances, nearest first."""
+
+    query: np.ndarray
+    top5: tuple[list[str], list[float]]
+    neighbours: list[tuple[np.ndarray, float]]
+
+
+def draw(figure_rows: Sequence[FigureRow], k: int, out: Path) -> None:
+    """AlexNet Figure 4 (left): per row the query, its top-5 bars, and its ``k`` neighbours."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        len(figure_rows), k + 2, figsize=(1.3 * (k + 3), 1.4 * len(figure_rows)), squeeze=False,
+        gridspec_kw={"width_ratios": [1, 1.8] + [1] * k},
+    )  # fmt: skip
+    for axs, row in zip(axes, figure_rows, strict=True):
+        axs[0].imshow(row.query)
+        axs[0].set_title("query", fontsize=7)
+        names, probs = row.top5
+        axs[1].barh(range(len(probs))[::-1], probs, color="tab:red")
+        axs[1].set_xlim(0, 1)
+        axs[1].set_yticks(range(len(probs))[::-1], [n[:18] for n in names], fontsize=6)
+        axs[1].tick_params(axis="x", labelsize=5)
+        for ax, (picture, distance) in zip(axs[2:], row.neighbours, strict=True):
+            ax.imshow(picture)
+            ax.set_title(f"{distance:.1f}", fontsize=7)
+        for ax in (axs[0], *axs[2:]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)

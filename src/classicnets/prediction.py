@@ -9,19 +9,13 @@ from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 import torch
-from lightning import LightningDataModule
 from rich.console import Console
 from rich.table import Table
 
+from classicnets.data.base import ClassificationDataModule
 from classicnets.data.folder import DECODE_ERRORS, is_image_file
 from classicnets.module import ClassificationModule
-from classicnets.restore import (
-    class_folders,
-    class_names,
-    image_loader,
-    network_input,
-    takes_whole_images,
-)
+from classicnets.restore import class_names
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +47,15 @@ def list_images(inputs: str | Path) -> list[Path]:
 
 def predict_files(
     model: ClassificationModule,
-    datamodule: LightningDataModule,
+    datamodule: ClassificationDataModule,
     files: Sequence[Path],
     *,
     top_k: int = 5,
     batch_size: int = 16,
 ) -> tuple[list[Prediction], list[Path]]:
     """Every decodable file's top-k (class, probability); and the files that did not decode."""
-    num_classes = model.hparams.num_classes
-    folders, names = class_folders(datamodule, num_classes), class_names(datamodule, num_classes)
-    top_k = min(top_k, num_classes)
+    folders, names = datamodule.classes, class_names(datamodule)
+    top_k = min(top_k, model.hparams.num_classes)
     device = next(model.parameters()).device
     rows: list[Prediction] = []
     skipped: list[Path] = []
@@ -71,7 +64,7 @@ def predict_files(
         if not batch_files:
             continue
         with torch.no_grad():
-            images = network_input(datamodule, pixels, str(device))
+            images = datamodule.network_input(pixels, device)
             probs = model(images).softmax(dim=-1)  # multi-crop: softmax averaged over the crops
         values, indices = probs.topk(top_k, dim=-1)
         for file, ps, ks in zip(batch_files, values.tolist(), indices.tolist(), strict=True):
@@ -81,17 +74,16 @@ def predict_files(
 
 
 def _decoded_batches(
-    datamodule: LightningDataModule, files: Sequence[Path], batch_size: int
+    datamodule: ClassificationDataModule, files: Sequence[Path], batch_size: int
 ) -> Iterator[tuple[list[Path], torch.Tensor | list, list[Path]]]:
     """(files, their stacked pixels, the files of this batch that did not decode)."""
-    load = image_loader(datamodule)
-    whole = takes_whole_images(datamodule)  # groups of views of any size: one image at a time
+    whole = datamodule.takes_whole_images  # groups of views of any size: one image at a time
     batch_size = 1 if whole else batch_size
     for start in range(0, len(files), batch_size):
         kept, pixels, bad = [], [], []
         for file in files[start : start + batch_size]:
             try:
-                pixels.append(load(file.read_bytes()))
+                pixels.append(datamodule.decode_for_test(file.read_bytes()))
                 kept.append(file)
             except DECODE_ERRORS as error:
                 log.warning("skipping undecodable image %s: %s", file, error)

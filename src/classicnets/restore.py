@@ -1,35 +1,28 @@
-"""What a checkpoint alone rebuilds: the network, its data, the names of its classes, and the
-way its test images were fed to it. Shared by eval, predict, export and the study scripts."""
+"""What a checkpoint alone rebuilds: the network, its data and the names of its classes. Shared by
+eval, predict, export and the study commands (the data itself turns files into the network's
+input: data/base.py)."""
 
 from __future__ import annotations
 
-import io
-import os
 import re
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from lightning import LightningDataModule
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image
-from torch import Tensor
 
+from classicnets.data.base import ClassificationDataModule
 from classicnets.data.common import ClassMismatchError
-from classicnets.data.decode import EncodedImage
-from classicnets.data.imagenet import ImageNetDataModule
-from classicnets.data.mnist import to_lenet_input
 from classicnets.module import ClassificationModule
 from classicnets.run.checkpoints import CONFIG_KEY
-from classicnets.run.loggers import configure_wandb, finish_loggers
+from classicnets.run.loggers import finish_loggers, instantiate_loggers
 from classicnets.safe_load import CorruptCheckpointError
 
 WNID = re.compile(r"^n\d{8}$")
 ILSVRC_CLASSES = 1000
-MNIST_SIDE = 28  # the digits' side before LeNet-5's 2-pixel border (LeCun et al. 1998, III.A)
 
 
 def restore_model(checkpoint: Mapping[str, Any]) -> ClassificationModule:
@@ -82,12 +75,11 @@ def check_same_classes(paths: Sequence[str], checkpoints: Sequence[Mapping[str, 
             )
 
 
-def class_names(datamodule: LightningDataModule, num_classes: int) -> list[str]:
-    """Readable names per output index: the data's mapping file (``synsets.txt``, Kaggle's
-    ``LOC_synset_mapping.txt``); for the 1,000 ILSVRC wnids without one, the category list
-    torchvision ships; else the class folder names (MNIST: the digits)."""
-    folders = class_folders(datamodule, num_classes)
-    names = list(getattr(datamodule, "class_names", folders))
+def class_names(datamodule: ClassificationDataModule) -> list[str]:
+    """Readable names per output index: the data's own (``synsets.txt``, Kaggle's
+    ``LOC_synset_mapping.txt``, the digits); for the 1,000 ILSVRC wnids without a mapping file,
+    the category list torchvision ships."""
+    folders, names = list(datamodule.classes), list(datamodule.class_names)
     if names == folders and len(folders) == ILSVRC_CLASSES and all(map(WNID.match, folders)):
         from torchvision.models import ResNet50_Weights
 
@@ -96,64 +88,13 @@ def class_names(datamodule: LightningDataModule, num_classes: int) -> list[str]:
     return names
 
 
-def class_folders(datamodule: LightningDataModule, num_classes: int) -> list[str]:
-    """The class folder of each output index (MNIST has none: its digits)."""
-    return list(getattr(datamodule, "classes", [str(i) for i in range(num_classes)]))
-
-
-def image_loader(datamodule: LightningDataModule) -> Callable[[bytes], Tensor]:
-    """A file's bytes → the uint8 pixels the DataModule's test protocol makes of it."""
-    if isinstance(datamodule, ImageNetDataModule):
-        protocol = datamodule.transforms["test"]
-        return lambda data: protocol(EncodedImage(data))
-    return _mnist_pixels
-
-
-def _mnist_pixels(data: bytes) -> Tensor:
-    """A digit image as MNIST stores it: grey, 28×28, ink bright on a dark background."""
-    with Image.open(io.BytesIO(data)) as image:
-        grey = image.convert("L").resize((MNIST_SIDE, MNIST_SIDE), Image.Resampling.BILINEAR)
-    return torch.frombuffer(bytearray(grey.tobytes()), dtype=torch.uint8).view(28, 28)
-
-
-def takes_whole_images(datamodule: LightningDataModule) -> bool:
-    """Whether the test protocol feeds whole images (groups of views, one image per batch)."""
-    transforms = getattr(datamodule, "transforms", {})
-    return bool(getattr(transforms.get("test"), "whole_image", False))
-
-
-def network_input(
-    datamodule: LightningDataModule, pixels: Tensor | list[list[Tensor]], device: str
-) -> Tensor | list[list[Tensor]]:
-    """A batch of :func:`image_loader` outputs (or one image's groups of views, for a
-    whole-image protocol) → the network's float input on ``device``, through the DataModule's own
-    device-side step (ImageNet: the paper's pixel scale; the digits: the recipe's input size)."""
-    if isinstance(pixels, list):
-        pixels = [[view.to(device) for view in group] for group in pixels]
-    elif isinstance(datamodule, ImageNetDataModule):
-        pixels = pixels.to(device)
-    else:
-        pixels = to_lenet_input(pixels.to(device))
-    images, _ = datamodule.on_after_batch_transfer((pixels, None), 0)
-    return images
-
-
-def script_run_dir(task: str) -> Path:
-    """A fresh run directory for a study script, laid out as Hydra lays out the commands':
-    ``<CLASSICNETS_ROOT or .>/logs/<task>/runs/<date>_<time>``."""
-    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    run_dir = Path(os.environ.get("CLASSICNETS_ROOT", ".")) / "logs" / task / "runs" / stamp
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
-def log_image_to_wandb(png: Path, key: str, run_dir: Path) -> None:
-    """Log one figure of a study script as a W&B run of its own (offline when W&B cannot be
-    reached, as the commands' logger does; ``wandb sync`` uploads it later)."""
-    from lightning.pytorch.loggers import WandbLogger
-
-    node = configure_wandb(OmegaConf.create({"offline": False}), run_dir)
-    logger = WandbLogger(project="classicnets", name=key, job_type=key, save_dir=str(run_dir),
-                         offline=bool(node.offline))  # fmt: skip
-    logger.log_image(key, [str(png)])
-    finish_loggers([logger])
+def log_figure(logger_cfg: DictConfig | None, run_dir: Path, key: str, png: Path) -> None:
+    """Log a study command's figure to W&B when it is one of the command's loggers
+    (``logger=wandb``; offline when W&B cannot be reached, ``wandb sync`` uploads it later)."""
+    run_loggers = instantiate_loggers(logger_cfg, run_dir)
+    try:
+        for logger in run_loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key, [str(png)])
+    finally:
+        finish_loggers(run_loggers)

@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
 from classicnets import checks
-from classicnets.filters import find_conv, group_specificity, kernel_grid, reading_groups
+from classicnets.filters import KernelFigure
 
 
 class FilterGrid(Callback):
@@ -32,19 +32,15 @@ class FilterGrid(Callback):
         epoch = trainer.current_epoch + 1
         if epoch % self.every_n_epochs:
             return
-        net = getattr(pl_module, "net", pl_module)
-        name, conv = find_conv(net, self.layer)
-        groups = reading_groups(net, conv)
-        grid = kernel_grid(conv.weight, groups)
-        scores = group_specificity(conv.weight, groups)
+        figure = KernelFigure.of(getattr(pl_module, "net", pl_module), self.layer)
+        scores = enumerate(figure.specificity, start=1)
         pl_module.log_dict(
-            {f"filters/colour_specificity_group{i}": s for i, s in enumerate(scores, start=1)},
-            rank_zero_only=True,
+            {f"filters/colour_specificity_group{i}": s for i, s in scores}, rank_zero_only=True
         )
         wandb = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
         if wandb:
-            wandb[0].log_image(f"filters/{name}", [grid], step=trainer.global_step)
+            wandb[0].log_image(f"filters/{figure.name}", [figure.grid], step=trainer.global_step)
             return
         folder = Path(trainer.default_root_dir) / "filters"
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(grid).save(folder / f"epoch{epoch:03d}.png")
+        Image.fromarray(figure.grid).save(folder / f"epoch{epoch:03d}.png")

@@ -19,15 +19,16 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from classicnets import checks
-from classicnets.data.base import ClassificationDataModule
+from classicnets.data.base import ClassificationDataModule, Views
 from classicnets.data.common import (
     ClassMismatchError,
     DatasetNotFoundError,
     per_device_batch_size,
 )
+from classicnets.data.decode import EncodedImage
 from classicnets.data.folder import (
     FileIndex,
     ImageFolderDataset,
@@ -40,7 +41,7 @@ from classicnets.data.folder import (
 )
 from classicnets.data.index_cache import cached_scan
 from classicnets.data.presets import TRAIN_PRESETS, make_train_preset
-from classicnets.data.protocols import EVAL_PROTOCOLS, collate_views, make_protocol
+from classicnets.data.protocols import EVAL_PROTOCOLS, CenterCrop, collate_views, make_protocol
 from classicnets.data.sampling import EvenShardBatchSampler, make_loader, train_sampler
 from classicnets.data.transforms import (
     LIGHTING_STD,
@@ -333,6 +334,34 @@ class ImageNetDataModule(ClassificationDataModule):
                 len(files), ", ".join(files[:20]), " ..." if len(files) > 20 else "",
             )  # fmt: skip
 
+    # What predict and neighbours need (data/base.py), without a trainer.
+    @property
+    def takes_whole_images(self) -> bool:
+        return bool(getattr(self.transforms["test"], "whole_image", False))
+
+    def decode_for_test(self, data: bytes) -> Tensor | Views:
+        return self.transforms["test"](EncodedImage(data))
+
+    def network_input(self, pixels: Tensor | Views, device: str | torch.device) -> Tensor | Views:
+        """The paper's pixel scale (and channels-last), as evaluation's device step makes it."""
+        if isinstance(pixels, list):
+            return [[self.device_augment(v.to(device), train=False) for v in g] for g in pixels]
+        return self.device_augment(pixels.to(device), train=False)
+
+    def item_names(self, split: str) -> list[str]:
+        index = self._split_index(split)
+        return [index.path(i) for i in range(len(index))]
+
+    def item_views(self, split: str) -> Dataset:
+        """Each file's centre ``input_size`` crop of its shorter side at 256."""
+        return _Rows(ImageFolderDataset(self._split_index(split), CenterCrop(self.input_size),
+                                        replace_bad=False))  # fmt: skip
+
+    def _split_index(self, split: str) -> FileIndex:
+        """A split's files, scanned once (and cached, index_cache.py) as ``setup`` scans them."""
+        self._dataset(split, replace_bad=split == "train")
+        return self._indices[self.splits[split]]
+
 
 def read_mean_image(path: str | Path) -> Tensor:
     """The (3, H, W) per-pixel mean, in [0, 1] units, from a scripts/compute_pca.py file."""
@@ -353,3 +382,17 @@ def _holds_images(class_dir: Path) -> bool:
         if any(is_image_file(f) for f in filenames):
             return True
     return False
+
+
+class _Rows(Dataset):
+    """``(pixels, row)`` of each sample of a dataset of ``(pixels, class)``; None stays None."""
+
+    def __init__(self, samples: Dataset) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)  # type: ignore[arg-type]
+
+    def __getitem__(self, row: int) -> tuple[Tensor, int] | None:
+        sample = self.samples[row]
+        return None if sample is None else (sample[0], row)

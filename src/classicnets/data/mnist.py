@@ -4,6 +4,7 @@ torchvision for users who have it on disk."""
 from __future__ import annotations
 
 import functools
+import io
 import os
 import tempfile
 import zipfile
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
@@ -26,6 +28,7 @@ from classicnets.data.sampling import EvenShardBatchSampler, make_loader, train_
 # background level (white) corresponds to a value of -0.1 and the foreground (black) corresponds
 # to 1.175. This makes the mean input roughly 0, and the variance roughly 1."
 BACKGROUND, FOREGROUND = -0.1, 1.175
+MNIST_SIDE = 28  # the digits' side before LeNet-5's 2-pixel border (section III.A)
 
 
 def to_lenet_input(images: Tensor) -> Tensor:
@@ -197,6 +200,7 @@ class MNISTDataModule(ClassificationDataModule):
         checks.non_negative_int("data.num_workers", num_workers)
         self.save_hyperparameters()
         self.splits: dict[str, TensorDataset] = {}
+        self.digits: dict[str, Tensor] = {}  # each split's uint8 (N, 28, 28) digits
 
     def prepare_data(self) -> None:
         if self.hparams.source == "torchvision" and self.hparams.download:
@@ -218,19 +222,19 @@ class MNISTDataModule(ClassificationDataModule):
                 "val": order[: hp.val_size],
                 "test": order[hp.val_size : held_out],
             }
-            self.splits = {
-                k: TensorDataset(to_lenet_input(images[i]), labels[i]) for k, i in parts.items()
-            }
+            digits = {k: (images[i], labels[i]) for k, i in parts.items()}
         else:
             root = Path(hp.root)
             images, labels = _torchvision_digits(root, train=True, download=False)
             test_images, test_labels = _torchvision_digits(root, train=False, download=False)
             cut = len(labels) - hp.val_size
-            self.splits = {
-                "train": TensorDataset(to_lenet_input(images[:cut]), labels[:cut]),
-                "val": TensorDataset(to_lenet_input(images[cut:]), labels[cut:]),
-                "test": TensorDataset(to_lenet_input(test_images), test_labels),
+            digits = {
+                "train": (images[:cut], labels[:cut]),
+                "val": (images[cut:], labels[cut:]),
+                "test": (test_images, test_labels),
             }
+        self.digits = {k: pixels for k, (pixels, _) in digits.items()}  # uint8, as stored
+        self.splits = {k: TensorDataset(to_lenet_input(x), y) for k, (x, y) in digits.items()}
 
     def _loader(self, split: str) -> DataLoader:
         world_size, rank = world()
@@ -281,7 +285,35 @@ class MNISTDataModule(ClassificationDataModule):
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> Any:
         images, targets = batch
+        return self._at_input_size(images), targets
+
+    def _at_input_size(self, images: Tensor) -> Tensor:
+        """LeNet-5's 32×32 digits, or resized to the recipe's ``input_size`` (on their device)."""
         size = self.hparams.input_size
         if size is not None and tuple(images.shape[-2:]) != (size, size):
             images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-        return images, targets
+        return images
+
+    # What predict and neighbours need (data/base.py): digits in, the network's input out.
+    def decode_for_test(self, data: bytes) -> Tensor:
+        """A digit image as MNIST stores it: grey, 28×28, ink bright on a dark background."""
+        with Image.open(io.BytesIO(data)) as image:
+            grey = image.convert("L").resize((MNIST_SIDE, MNIST_SIDE), Image.Resampling.BILINEAR)
+        pixels = torch.frombuffer(bytearray(grey.tobytes()), dtype=torch.uint8)
+        return pixels.view(MNIST_SIDE, MNIST_SIDE)
+
+    def network_input(self, pixels: Tensor, device: str | torch.device) -> Tensor:
+        return self._at_input_size(to_lenet_input(pixels.to(device)))
+
+    def item_names(self, split: str) -> list[str]:
+        self.setup()
+        return [f"{split} digit {i}" for i in range(len(self.digits[split]))]
+
+    def item_views(self, split: str) -> Dataset:
+        self.setup()
+        digits = self.digits[split]
+        return TensorDataset(digits, torch.arange(len(digits)))
+
+    def picture(self, pixels: Tensor) -> np.ndarray:
+        """The digit as the paper prints digits: dark ink on white."""
+        return super().picture(255 - pixels)

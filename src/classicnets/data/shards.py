@@ -30,6 +30,7 @@ from litdata import StreamingDataLoader, StreamingDataset
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from classicnets.checks import ConfigValueError
 from classicnets.data.common import DatasetNotFoundError
 from classicnets.data.decode import EncodedImage
 from classicnets.data.folder import DECODE_ERRORS, SampleTransform, SkipCollate, SkippedImageWarning
@@ -247,6 +248,19 @@ class ShardsDataModule(ImageNetDataModule):
         dataset = shards if key == "train" else ShardIndexView(shards, counts[split])
         self.datasets[key] = dataset  # type: ignore[assignment]
         return dataset
+
+    def item_names(self, split: str) -> list[str]:
+        raise self._not_listed()
+
+    def item_views(self, split: str) -> Dataset:
+        raise self._not_listed()
+
+    def _not_listed(self) -> ConfigValueError:
+        """Nearest neighbours index images by file; shards hold them by chunk."""
+        return ConfigValueError(
+            "data", "imagenet_shards", "neighbours read the images of an ImageFolder tree: "
+            "pass data=imagenet data.root=DIR, the folders make_shards read"
+        )  # fmt: skip
 
     def train_dataloader(self) -> TrainerEpochLoader:
         size = self.input_size

@@ -30,6 +30,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.data import ConcatDataset, DataLoader, TensorDataset
 
+from classicnets.checks import ConfigValueError
+
 # Floors, from what each figure means (the README's "Shown to learn" gives the reasoning):
 # the logits must vary from image to image by far more than float32 resolves in a loss of ~ln(C)
 # (ulp(2.3) ≈ 2.4e-7): VGG-16 at the paper's N(0, 0.01) gives 3e-6 on 0-255 pixels, the other
@@ -213,7 +215,7 @@ def check(
     batch_size = int(cfg.data.batch_size)
     count = images // batch_size * batch_size
     if count == 0:
-        raise ValueError(f"--images {images} is fewer than the batch of {batch_size}")
+        raise ConfigValueError("check.images", images, f"use at least the batch, {batch_size}")
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # as train.py: the same draws
     datamodule, x, y = fixed_images(cfg, count)
     module = hydra.utils.instantiate(
