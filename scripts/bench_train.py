@@ -59,10 +59,11 @@ def synthetic_batches(
 
 
 def real_batches(datamodule: Any, device: torch.device) -> Iterator[tuple[torch.Tensor, ...]]:
-    """The recipe's training loader, moved and normalised as the Trainer does, epoch by epoch."""
+    """The recipe's training loader, moved (and with data.decode=gpu decoded) and normalised as
+    the Trainer does, epoch by epoch."""
     while True:
-        for images, targets in datamodule.train_dataloader():
-            batch = (images.to(device, non_blocking=True), targets.to(device, non_blocking=True))
+        for batch in datamodule.train_dataloader():
+            batch = datamodule.transfer_batch_to_device(batch, device, 0)
             yield datamodule.on_after_batch_transfer(batch, 0)
 
 

@@ -6,6 +6,8 @@
 Workers read and decode JPEGs (libjpeg-turbo), crop and flip, and ship uint8 batches; the
 per-pixel float work (colour augmentation, normalisation, channels-last) runs batched on the
 accelerator in ``on_after_batch_transfer``. ``batch_size`` is the global batch of the paper.
+With ``data.decode=gpu`` the workers ship the JPEG bytes instead and the accelerator decodes and
+crops them in ``transfer_batch_to_device`` (``device_decode.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,15 @@ from classicnets.data.common import (
     per_device_batch_size,
 )
 from classicnets.data.decode import EncodedImage
+from classicnets.data.device_decode import (
+    DECODERS,
+    CollateEncoded,
+    DeviceDecoder,
+    EncodedBatch,
+    ReadForDevice,
+    WithIndexAndSeed,
+    require_torchcodec,
+)
 from classicnets.data.folder import (
     FileIndex,
     ImageFolderDataset,
@@ -78,6 +89,8 @@ class ImageNetDataModule(ClassificationDataModule):
         mean_image: a file of scripts/compute_pca.py whose per-pixel mean image replaces the mean.
         pca_eigval, pca_eigvec, lighting_std: AlexNet's PCA lighting, pixels in [0, 1].
         index_cache_dir: where file indices are cached (``index_cache.py``); None: beside the data.
+        decode: ``cpu`` (the workers decode) or ``gpu`` (nvJPEG on the accelerator, in batches:
+            ``device_decode.py``).
     """
 
     in_channels = 3
@@ -110,6 +123,7 @@ class ImageNetDataModule(ClassificationDataModule):
         val_split: str = "val",
         test_split: str = "val",
         index_cache_dir: str | None = None,
+        decode: str = "cpu",
     ) -> None:
         super().__init__()
         checks.positive_int("data.batch_size", batch_size)
@@ -118,6 +132,10 @@ class ImageNetDataModule(ClassificationDataModule):
         checks.one_of("data.train_preset", train_preset, TRAIN_PRESETS)
         checks.one_of("data.val_protocol", val_protocol, EVAL_PROTOCOLS)
         checks.one_of("data.test_protocol", test_protocol, EVAL_PROTOCOLS)
+        checks.one_of("data.decode", decode, DECODERS)
+        if decode == "gpu":
+            require_torchcodec()
+        self.decode = decode
         self.root = Path(root).expanduser()
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.input_size = num_workers, input_size
@@ -149,6 +167,7 @@ class ImageNetDataModule(ClassificationDataModule):
         )
         self.datasets: dict[str, ImageFolderDataset] = {}
         self._indices: dict[str, FileIndex] = {}  # by split folder: val and test share one scan
+        self._device_decoders: dict[str, DeviceDecoder] = {}  # data.decode=gpu, by split
         self.world_size, self.rank = 1, 0
         self._classes: list[str] | None = None
         self._class_names: list[str] | None = None
@@ -261,12 +280,13 @@ class ImageNetDataModule(ClassificationDataModule):
         # a resumed run sees the same batches; Lightning calls set_epoch on it.
         sampler = train_sampler(dataset)
         size = self.input_size
+        loaded, collate = self._for_decoder("train", (3, size, size))
         return self._loader(
-            dataset,
+            loaded,
             batch_size=self.train_batch_size,
             sampler=sampler,
             drop_last=len(sampler) >= self.train_batch_size,  # a tiny last batch upsets BN
-            collate_fn=SkipCollate((3, size, size)),
+            collate_fn=collate,
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -279,16 +299,45 @@ class ImageNetDataModule(ClassificationDataModule):
         dataset, protocol = self.datasets[key], self.transforms[key]
         if getattr(protocol, "whole_image", False):  # whole images of any size: one per batch
             sampler = EvenShardBatchSampler(len(dataset), 1, self.world_size, self.rank)
-            return self._loader(dataset, batch_sampler=sampler, collate_fn=collate_views)
+            loaded, collate = self._for_decoder(key, None)
+            return self._loader(loaded, batch_sampler=sampler, collate_fn=collate)
         n_crops, size = protocol.n_crops, getattr(protocol, "size", self.input_size)
         # Default: as many crops per batch as training has images, so multi-crop memory stays flat.
         total = self.eval_batch_size or max(1, self.batch_size // n_crops)
         batch = max(1, math.ceil(total / self.world_size))
         sampler = EvenShardBatchSampler(len(dataset), batch, self.world_size, self.rank)
         shape = (3, size, size) if n_crops == 1 else (n_crops, 3, size, size)
-        return self._loader(dataset, batch_sampler=sampler, collate_fn=SkipCollate(shape))
+        loaded, collate = self._for_decoder(key, shape)
+        return self._loader(loaded, batch_sampler=sampler, collate_fn=collate)
 
-    def _loader(self, dataset: ImageFolderDataset, **kwargs: Any) -> DataLoader:
+    def _for_decoder(
+        self, key: str, sample_shape: tuple[int, ...] | None
+    ) -> tuple[Dataset, Callable[[list[Any]], Any]]:
+        """The dataset and collate of a split's loader. ``data.decode=gpu``: a dataset of the
+        same files and broken-file flags whose workers read bytes, and the decoder that
+        ``transfer_batch_to_device`` runs on them."""
+        dataset = self.datasets[key]
+        if self.decode == "cpu":
+            if sample_shape is None:
+                return dataset, collate_views
+            return dataset, SkipCollate(sample_shape)
+        reader = ImageFolderDataset(
+            dataset.index,
+            ReadForDevice(self.transforms[key]),
+            replace_bad=dataset.replace_bad,
+            bad=dataset.bad,
+        )
+        self._device_decoders[key] = DeviceDecoder(self.transforms[key], dataset, sample_shape)
+        return WithIndexAndSeed(reader), CollateEncoded(key)
+
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        if isinstance(batch, EncodedBatch):  # data.decode=gpu: decode and crop on the device
+            return self._device_decoders[batch.split](batch, device)
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def _loader(self, dataset: Dataset, **kwargs: Any) -> DataLoader:
         return make_loader(
             dataset,
             num_workers=self.num_workers,

@@ -30,6 +30,7 @@ from litdata import StreamingDataLoader, StreamingDataset
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from classicnets import checks
 from classicnets.checks import ConfigValueError
 from classicnets.data.common import DatasetNotFoundError
 from classicnets.data.decode import EncodedImage
@@ -202,6 +203,10 @@ class ShardsDataModule(ImageNetDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(root, **kwargs)
+        if self.decode != "cpu":
+            raise checks.ConfigValueError(
+                "data.decode", self.decode, "shards decode in the workers: use data.decode=cpu"
+            )
         self.url = str(root).rstrip("/")  # Path() would fold s3:// into s3:/
         self.cache_dir, self.max_cache_size = cache_dir, max_cache_size
 
