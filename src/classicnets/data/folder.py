@@ -1,14 +1,23 @@
 """An ImageFolder tree (``<split>/<class>/<image>``) as a compact index and a dataset that survives
 the files real disks hold: CMYK, greyscale and PNG-in-JPEG images load as RGB; truncated, empty
 and non-image files are skipped with a warning that names them, and never shift a class.
+
+The scan cannot be fooled by what a folder holds: below a class folder it follows no link to a
+folder (a link to ``..`` would hand the class another class's images, and two of them loop
+forever); entries with an image's name that are not regular files (FIFOs, sockets, devices,
+broken links) are never opened; both are left out with one warning per scan. A class folder
+itself may be a link, and links to files are followed. File and folder names may hold any bytes:
+the index keeps them as the file system gives them, and :func:`printable` shows them in logs and
+CSV files with ``\\xNN`` escapes where they are not UTF-8.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +49,20 @@ SampleTransform = Callable[[EncodedImage], Tensor]
 
 class SkippedImageWarning(UserWarning):
     """A file under the dataset root could not be decoded and was left out."""
+
+
+class SkippedEntryWarning(UserWarning):
+    """A link to a folder, or an image's name on something that is not a file, was left out."""
+
+
+def printable(name: str) -> str:
+    """``name`` as valid UTF-8 text: bytes that are not UTF-8 (which Python keeps as lone
+    surrogates) become ``\\xNN`` escapes, so logs, CSV files and W&B take any file name."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode(errors="backslashreplace")
+    return name
 
 
 def find_classes(directory: Path) -> list[str]:
@@ -86,10 +109,11 @@ class FileIndex:
         chunks: list[bytes] = []
         lengths: list[int] = []
         counts: list[int] = []
+        left_out: list[str] = []
         for name in classes:
             class_dir = directory / name
-            found = sorted(_walk_images(class_dir)) if class_dir.is_dir() else []
-            encoded = [f.encode() for f in found]
+            found = sorted(walk_images(class_dir, left_out)) if class_dir.is_dir() else []
+            encoded = [os.fsencode(f) for f in found]  # any bytes, as the file system has them
             chunks.extend(encoded)
             lengths.extend(map(len, encoded))
             counts.append(len(found))
@@ -97,29 +121,68 @@ class FileIndex:
         np.cumsum(lengths, out=offsets[1:])
         names = np.frombuffer(b"".join(chunks), dtype=np.uint8).copy()
         targets = np.repeat(np.arange(len(classes), dtype=np.int32), counts)
+        if left_out:
+            shown = ", ".join(printable(p) for p in left_out[:10])
+            warnings.warn(
+                f"{printable(str(directory))}: left out {len(left_out)} links to folders and "
+                f"entries that are not regular files: {shown}{' ...' * (len(left_out) > 10)}",
+                SkippedEntryWarning,
+                stacklevel=2,
+            )
         return cls(str(directory), tuple(classes), names, offsets, targets)
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def path(self, i: int) -> str:
-        name = self.names[self.offsets[i] : self.offsets[i + 1]].tobytes().decode()
+        name = os.fsdecode(self.names[self.offsets[i] : self.offsets[i + 1]].tobytes())
         return os.path.join(self.directory, self.classes[self.targets[i]], name)
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.targets, minlength=len(self.classes))
 
 
-def _walk_images(class_dir: Path) -> list[str]:
-    """Image files below a class folder (nested folders too, as torchvision's ImageFolder)."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        rel = os.path.relpath(dirpath, class_dir)
-        found.extend(
-            f if rel == "." else os.path.join(rel, f) for f in filenames if is_image_file(f)
-        )
-    return found
+def walk_images(class_dir: Path, left_out: list[str] | None = None) -> Iterator[str]:
+    """Image files below a class folder, relative to it (nested folders too, as torchvision's
+    ImageFolder), in no particular order. Links to folders are not followed and entries that are
+    not regular files are not listed: both are appended to ``left_out`` (their paths)."""
+    pending = [""]
+    while pending:
+        folder = pending.pop()
+        with os.scandir(os.path.join(class_dir, folder)) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                rel = os.path.join(folder, entry.name) if folder else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(rel)
+                elif entry.is_symlink() and entry.is_dir():
+                    _note(left_out, entry.path)  # a link to a folder: never followed
+                elif is_image_file(entry.name):
+                    if entry.is_file():  # a regular file, or a link to one
+                        yield rel
+                    else:  # a FIFO, socket, device or broken link: opening it could hang
+                        _note(left_out, entry.path)
+
+
+def holds_images(class_dir: Path) -> bool:
+    """Whether :func:`walk_images` finds any image file below ``class_dir``."""
+    return next(walk_images(class_dir), None) is not None
+
+
+def _note(left_out: list[str] | None, path: str) -> None:
+    if left_out is not None:
+        left_out.append(path)
+
+
+def read_regular_file(path: str) -> bytes:
+    """The bytes of ``path``; ``OSError`` if it is not a regular file (a FIFO swapped in after
+    the scan is never waited on: it is opened without blocking and refused)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{printable(path)} is not a regular file")
+        return f.read()
 
 
 class ImageFolderDataset(Dataset):
@@ -164,12 +227,13 @@ class ImageFolderDataset(Dataset):
             return None
         path = self.index.path(i)
         try:
-            with open(path, "rb") as f:
-                pixels = self.transform(EncodedImage(f.read()))
+            pixels = self.transform(EncodedImage(read_regular_file(path)))
         except DECODE_ERRORS as error:
             self.bad[i] = 1
             warnings.warn(
-                f"skipping undecodable image {path}: {error}", SkippedImageWarning, stacklevel=2
+                f"skipping undecodable image {printable(path)}: {error}",
+                SkippedImageWarning,
+                stacklevel=2,
             )
             return None
         return pixels, int(self.index.targets[i])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,9 @@ from classicnets.data.folder import (
     SampleTransform,
     SkipCollate,
     find_classes,
-    is_image_file,
+    holds_images,
     not_found,
+    printable,
     read_class_names,
 )
 from classicnets.data.index_cache import cached_scan
@@ -181,7 +181,7 @@ class ImageNetDataModule(ClassificationDataModule):
         classes = find_classes(train)
         if not classes:
             raise not_found(self.root, f"{train} holds no class folders")
-        if not any(_holds_images(train / c) for c in classes):
+        if not any(holds_images(train / c) for c in classes):
             raise not_found(
                 self.root, f"the {len(classes)} class folders under {train} hold no images"
             )
@@ -234,7 +234,7 @@ class ImageNetDataModule(ClassificationDataModule):
             if empty:
                 log.warning(
                     "%s: %d class folders hold no images (%s); class indices stay as they are",
-                    directory, len(empty), ", ".join(empty[:10]),
+                    directory, len(empty), ", ".join(map(printable, empty[:10])),
                 )  # fmt: skip
             unknown = sorted(set(find_classes(directory)) - set(self.classes))
             if unknown:
@@ -327,7 +327,7 @@ class ImageNetDataModule(ClassificationDataModule):
     def teardown(self, stage: str | None = None) -> None:
         if self.num_skipped > self._summarised_skips:
             self._summarised_skips = self.num_skipped
-            files = self.skipped_files()
+            files = [printable(f) for f in self.skipped_files()]
             log.warning(
                 "skipped %d undecodable image files: %s%s",
                 len(files), ", ".join(files[:20]), " ..." if len(files) > 20 else "",
@@ -346,10 +346,3 @@ def read_mean_image(path: str | Path) -> Tensor:
     if not isinstance(stats, dict) or not isinstance(stats.get("mean_image"), Tensor):
         raise FileNotFoundError(f"{path} holds no 'mean_image'; write one with compute_pca.py")
     return stats["mean_image"]
-
-
-def _holds_images(class_dir: Path) -> bool:
-    for _, _, filenames in os.walk(class_dir, followlinks=True):
-        if any(is_image_file(f) for f in filenames):
-            return True
-    return False
