@@ -219,7 +219,7 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, int] | None:
         sample = self._load(i)
         if sample is None and self.replace_bad:
-            sample = self._stand_in(int(self.index.targets[i]))
+            sample = self._stand_in(i)
         return sample
 
     def _load(self, i: int) -> tuple[Tensor, int] | None:
@@ -238,17 +238,44 @@ class ImageFolderDataset(Dataset):
             return None
         return pixels, int(self.index.targets[i])
 
-    def _stand_in(self, target: int) -> tuple[Tensor, int] | None:
-        """A random other file of the class; a class of only broken files gives ``None``."""
+    def _stand_in(self, i: int) -> tuple[Tensor, int] | None:
+        """Another file of the class of file ``i``; a class of only broken files gives ``None``.
+
+        The choice and the stand-in's augmentation come from a generator of their own, seeded by
+        this sample's seed (the sampler's, a function of (run seed, epoch, index):
+        :class:`~classicnets.data.sampling.PerSampleSeed`) and ``i``. What the failed decode drew,
+        and whether the file was known bad already (which depends on the worker that met it
+        first, and on a resume), change nothing: a resumed run gets the same stand-ins."""
+        target = int(self.index.targets[i])
         start, stop = int(self.class_start[target]), int(self.class_start[target + 1])
-        for _ in range(min(stop - start, 16)):
-            sample = self._load(start + int(torch.randint(stop - start, ())))
-            if sample is not None:
-                return sample
-        return None
+        entropy = np.random.SeedSequence([torch.initial_seed(), i]).generate_state(2, np.uint64)
+        choice = torch.Generator().manual_seed(int(entropy[0]) % 2**63)
+        outer = torch.get_rng_state()
+        try:
+            torch.manual_seed(int(entropy[1]) % 2**63)
+            for _ in range(min(stop - start, 16)):
+                sample = self._load(start + int(torch.randint(stop - start, (), generator=choice)))
+                if sample is not None:
+                    return sample
+            return None
+        finally:
+            torch.set_rng_state(outer)  # loading a sample never moves the caller's generator
 
     def skipped_files(self) -> list[str]:
         return [self.index.path(int(i)) for i in self.bad.nonzero().flatten()]
+
+    def bad_state(self) -> list[str]:
+        """The files found bad, relative to the split folder: what a checkpoint keeps."""
+        return [os.path.relpath(p, self.index.directory) for p in self.skipped_files()]
+
+    def restore_bad(self, relative: Sequence[str]) -> None:
+        """Flag the files of :meth:`bad_state` again (those still in the index)."""
+        if not relative:
+            return
+        wanted = {os.path.join(self.index.directory, p) for p in relative}
+        for i in range(len(self.index)):
+            if self.index.path(i) in wanted:
+                self.bad[i] = 1
 
     @property
     def num_skipped(self) -> int:

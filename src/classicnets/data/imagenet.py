@@ -152,6 +152,7 @@ class ImageNetDataModule(ClassificationDataModule):
         self._classes: list[str] | None = None
         self._class_names: list[str] | None = None
         self._reported_skips = self._summarised_skips = 0
+        self._restored_bad: dict[str, list[str]] = {}  # files a checkpoint found bad, per split
 
     # The class mapping: train folder names, sorted; read on first use, checked against checkpoints.
     @property
@@ -188,10 +189,19 @@ class ImageNetDataModule(ClassificationDataModule):
         return classes
 
     def state_dict(self) -> dict[str, Any]:
-        """Saved in every checkpoint, so a checkpoint always knows what its outputs mean."""
-        return {"classes": list(self.classes), "class_names": list(self.class_names)}
+        """Saved in every checkpoint, so a checkpoint always knows what its outputs mean; and the
+        files found undecodable (this rank's), so a resumed run knows them too."""
+        bad = {key: d.bad_state() for key, d in self.datasets.items()}
+        return {
+            "classes": list(self.classes),
+            "class_names": list(self.class_names),
+            "bad_files": {key: files for key, files in bad.items() if files},
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored_bad = dict(state_dict.get("bad_files") or {})
+        for key, dataset in self.datasets.items():
+            dataset.restore_bad(self._restored_bad.get(key, ()))
         saved = list(state_dict["classes"])
         try:
             current = self.classes
@@ -251,6 +261,7 @@ class ImageNetDataModule(ClassificationDataModule):
             replace_bad=replace_bad,
             bad=shared.bad if shared is not None else None,
         )
+        dataset.restore_bad(self._restored_bad.get(key, ()))
         self.datasets[key] = dataset
         return dataset
 
