@@ -60,6 +60,13 @@ def test_a_link_to_the_parent_folder_hands_no_class_another_classes_images(tree:
     assert index.class_counts().tolist() == [PER_CLASS] * 3
 
 
+def test_a_class_folder_that_links_to_the_split_or_above_is_no_class(tree: Path) -> None:
+    (tree / "train" / "n99999999").symlink_to(tree)
+    with pytest.warns(SkippedEntryWarning, match="n99999999"):
+        classes = find_classes(tree / "train")
+    assert classes == [wnid(i) for i in range(3)]
+
+
 def test_two_links_that_loop_end_the_scan(tree: Path) -> None:
     class_dir = tree / "train" / wnid(1)
     (class_dir / "up").symlink_to("..")

@@ -69,9 +69,21 @@ def find_classes(directory: Path) -> list[str]:
     """The class folders of a split, sorted, empty ones included so no class index ever shifts."""
     if not directory.is_dir():
         return []
-    return sorted(
-        e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith(".")
-    )
+    found = [e for e in os.scandir(directory) if e.is_dir() and not e.name.startswith(".")]
+    loops = [e for e in found if e.is_symlink() and _contains(e.path, directory)]
+    if loops:  # a class linked to the split folder or above it would hold every class's images
+        warnings.warn(
+            f"{printable(str(directory))}: ignoring class folders that link to it or above it: "
+            f"{', '.join(printable(e.name) for e in loops)}",
+            SkippedEntryWarning,
+            stacklevel=2,
+        )
+    return sorted(e.name for e in found if e not in loops)
+
+
+def _contains(link: str, directory: Path) -> bool:
+    """Whether the folder ``link`` points to is ``directory`` or one of its ancestors."""
+    return Path(os.path.realpath(directory)).is_relative_to(os.path.realpath(link))
 
 
 def is_image_file(name: str) -> bool:
