@@ -6,9 +6,9 @@ The scan cannot be fooled by what a folder holds: below a class folder it follow
 folder (a link to ``..`` would hand the class another class's images, and two of them loop
 forever); entries with an image's name that are not regular files (FIFOs, sockets, devices,
 broken links) are never opened; both are left out with one warning per scan. Links to files are
-followed; a class folder may itself be a link, unless it links to its split folder or above it. File and folder names may hold any bytes:
-the index keeps them as the file system gives them, and :func:`printable` shows them in logs and
-CSV files with ``\\xNN`` escapes where they are not UTF-8.
+followed; a class folder may itself be a link, unless it links to its split folder or above it.
+File and folder names may hold any bytes: the index keeps them as the file system gives them, and
+:func:`printable` shows them in logs and CSV files with ``\\xNN`` escapes where not UTF-8.
 """
 
 from __future__ import annotations
