@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from classicnets import launch
 from classicnets.callbacks.store_config import StoreConfig
 from classicnets.errors import exit_on_user_error
-from classicnets.run import checkpoints, loggers, report, setup
+from classicnets.run import checkpoints, loggers, report, rundir, setup
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ def main(cfg: DictConfig) -> float | None:
     launch.start_job()  # DDP's other ranks rerun this job (not the sweep) in this run directory
     setup.route_lightning_logs()
     run_dir = setup.output_dir()
+    resume = rundir.claim(cfg, run_dir)  # locks it; refuses overwriting and changed configs
     cfg.seed = L.seed_everything(cfg.seed, workers=True, verbose=False)  # loader workers too
     check_required_overrides(cfg)
 
@@ -52,7 +53,6 @@ def main(cfg: DictConfig) -> float | None:
         logger.log_hyperparams(config)
 
     try:
-        resume = checkpoints.resume_checkpoint(cfg.ckpt_path, run_dir)
         if cfg.train:
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
         # The papers report the final model (GoogLeNet: the Polyak average, which the callback
@@ -75,6 +75,7 @@ def main(cfg: DictConfig) -> float | None:
         "seed": cfg.seed,
     }
     report.report_metrics(metrics, run_dir, extra)
+    rundir.release()  # the next job of a sweep, or a test in this process, may take it
     return metrics.get(cfg.get("optimized_metric"))
 
 

@@ -51,7 +51,8 @@ def test_ddp_run_stops_on_a_signal_to_rank_1_and_the_rerun_resumes(tmp_path: Pat
     assert all(torch.equal(want[k], v) for k, v in final["state_dict"].items())
     # One run directory with one .hydra/ and one log; nothing a child wrote elsewhere.
     assert _entries(tmp_path) == {"run", "reference"}
-    assert _entries(run_dir) == {".hydra", "checkpoints", "wandb", "train.log", "metrics.json"}
+    kept = {".hydra", ".lock", "checkpoints", "wandb", "train.log", "metrics.json"}
+    assert _entries(run_dir) == kept
     log = (run_dir / "train.log").read_text()
     assert log.count("MEMBER: 1/2") == 2 and "MEMBER: 2/2" not in log  # rank 1: warnings only
     assert "stopped by signal 10 at epoch 1, global step 8" in log and "resuming from" in log

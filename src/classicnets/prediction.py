@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from classicnets.data.base import ClassificationDataModule
-from classicnets.data.folder import DECODE_ERRORS, is_image_file
+from classicnets.data.folder import DECODE_ERRORS, is_image_file, printable
 from classicnets.module import ClassificationModule
 from classicnets.restore import class_names
 
@@ -69,7 +69,9 @@ def predict_files(
         values, indices = probs.topk(top_k, dim=-1)
         for file, ps, ks in zip(batch_files, values.tolist(), indices.tolist(), strict=True):
             for rank, (p, k) in enumerate(zip(ps, ks, strict=True), start=1):
-                rows.append(Prediction(str(file), rank, k, folders[k], names[k], p))
+                # Names that are not UTF-8 as \xNN escapes: the CSV, the table and W&B take them.
+                shown = printable(str(file)), printable(folders[k]), printable(names[k])
+                rows.append(Prediction(shown[0], rank, k, shown[1], shown[2], p))
     return rows, skipped
 
 
@@ -86,7 +88,7 @@ def _decoded_batches(
                 pixels.append(datamodule.decode_for_test(file.read_bytes()))
                 kept.append(file)
             except DECODE_ERRORS as error:
-                log.warning("skipping undecodable image %s: %s", file, error)
+                log.warning("skipping undecodable image %s: %s", printable(str(file)), error)
                 bad.append(file)
         if whole:
             yield kept, pixels[0] if pixels else [], bad

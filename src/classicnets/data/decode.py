@@ -63,7 +63,7 @@ class EncodedImage:
             if reduce > 1 and image.format == "JPEG":
                 image.draft("RGB", (-(-self.width // reduce), -(-self.height // reduce)))
             # CMYK, greyscale, palette and 16-bit files all become 8-bit RGB here.
-            return torch.from_numpy(np.array(image.convert("RGB")))
+            return torch.from_numpy(_rgb8(image))
 
     def _decode_jpeg(self, reduce: int, fast: bool) -> np.ndarray:
         # simplejpeg picks the strongest libjpeg scaling factor that keeps the minimum sizes;
@@ -76,6 +76,18 @@ class EncodedImage:
             fastupsample=fast,
             **(scaled if reduce > 1 else {}),
         )
+
+
+def _rgb8(image: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 pixels of any Pillow image. 16-bit greyscale (PNG, TIFF: modes I;16 and
+    I) is scaled to 8 bits; Pillow's own conversion clips it, leaving nearly white images. Pillow
+    already reduces 16-bit RGB files to their high bytes."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        grey = np.asarray(image, dtype=np.int64)
+        if image.mode.startswith("I;16") or (grey.min() >= 0 and grey.max() <= 0xFFFF):
+            grey = (np.clip(grey, 0, 0xFFFF) * 255 + 0x7FFF) // 0xFFFF  # rounded, 65535 -> 255
+            return np.repeat(grey.astype(np.uint8)[..., None], 3, axis=-1)
+    return np.array(image.convert("RGB"))
 
 
 def max_reduction(box_h: float, box_w: float, out_h: int, out_w: int) -> int:

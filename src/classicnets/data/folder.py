@@ -1,14 +1,23 @@
 """An ImageFolder tree (``<split>/<class>/<image>``) as a compact index and a dataset that survives
 the files real disks hold: CMYK, greyscale and PNG-in-JPEG images load as RGB; truncated, empty
 and non-image files are skipped with a warning that names them, and never shift a class.
+
+The scan cannot be fooled by what a folder holds: below a class folder it follows no link to a
+folder (a link to ``..`` would hand the class another class's images, and two of them loop
+forever); entries with an image's name that are not regular files (FIFOs, sockets, devices,
+broken links) are never opened; both are left out with one warning per scan. Links to files are
+followed; a class folder may itself be a link, unless it links to its split folder or above it.
+File and folder names may hold any bytes: the index keeps them as the file system gives them, and
+:func:`printable` shows them in logs and CSV files with ``\\xNN`` escapes where not UTF-8.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,13 +51,39 @@ class SkippedImageWarning(UserWarning):
     """A file under the dataset root could not be decoded and was left out."""
 
 
+class SkippedEntryWarning(UserWarning):
+    """A link to a folder, or an image's name on something that is not a file, was left out."""
+
+
+def printable(name: str) -> str:
+    """``name`` as valid UTF-8 text: bytes that are not UTF-8 (which Python keeps as lone
+    surrogates) become ``\\xNN`` escapes, so logs, CSV files and W&B take any file name."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode(errors="backslashreplace")
+    return name
+
+
 def find_classes(directory: Path) -> list[str]:
     """The class folders of a split, sorted, empty ones included so no class index ever shifts."""
     if not directory.is_dir():
         return []
-    return sorted(
-        e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith(".")
-    )
+    found = [e for e in os.scandir(directory) if e.is_dir() and not e.name.startswith(".")]
+    loops = [e for e in found if e.is_symlink() and _contains(e.path, directory)]
+    if loops:  # a class linked to the split folder or above it would hold every class's images
+        warnings.warn(
+            f"{printable(str(directory))}: ignoring class folders that link to it or above it: "
+            f"{', '.join(printable(e.name) for e in loops)}",
+            SkippedEntryWarning,
+            stacklevel=2,
+        )
+    return sorted(e.name for e in found if e not in loops)
+
+
+def _contains(link: str, directory: Path) -> bool:
+    """Whether the folder ``link`` points to is ``directory`` or one of its ancestors."""
+    return Path(os.path.realpath(directory)).is_relative_to(os.path.realpath(link))
 
 
 def is_image_file(name: str) -> bool:
@@ -86,10 +121,11 @@ class FileIndex:
         chunks: list[bytes] = []
         lengths: list[int] = []
         counts: list[int] = []
+        left_out: list[str] = []
         for name in classes:
             class_dir = directory / name
-            found = sorted(_walk_images(class_dir)) if class_dir.is_dir() else []
-            encoded = [f.encode() for f in found]
+            found = sorted(walk_images(class_dir, left_out)) if class_dir.is_dir() else []
+            encoded = [os.fsencode(f) for f in found]  # any bytes, as the file system has them
             chunks.extend(encoded)
             lengths.extend(map(len, encoded))
             counts.append(len(found))
@@ -97,29 +133,68 @@ class FileIndex:
         np.cumsum(lengths, out=offsets[1:])
         names = np.frombuffer(b"".join(chunks), dtype=np.uint8).copy()
         targets = np.repeat(np.arange(len(classes), dtype=np.int32), counts)
+        if left_out:
+            shown = ", ".join(printable(p) for p in left_out[:10])
+            warnings.warn(
+                f"{printable(str(directory))}: left out {len(left_out)} links to folders and "
+                f"entries that are not regular files: {shown}{' ...' * (len(left_out) > 10)}",
+                SkippedEntryWarning,
+                stacklevel=2,
+            )
         return cls(str(directory), tuple(classes), names, offsets, targets)
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def path(self, i: int) -> str:
-        name = self.names[self.offsets[i] : self.offsets[i + 1]].tobytes().decode()
+        name = os.fsdecode(self.names[self.offsets[i] : self.offsets[i + 1]].tobytes())
         return os.path.join(self.directory, self.classes[self.targets[i]], name)
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.targets, minlength=len(self.classes))
 
 
-def _walk_images(class_dir: Path) -> list[str]:
-    """Image files below a class folder (nested folders too, as torchvision's ImageFolder)."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        rel = os.path.relpath(dirpath, class_dir)
-        found.extend(
-            f if rel == "." else os.path.join(rel, f) for f in filenames if is_image_file(f)
-        )
-    return found
+def walk_images(class_dir: Path, left_out: list[str] | None = None) -> Iterator[str]:
+    """Image files below a class folder, relative to it (nested folders too, as torchvision's
+    ImageFolder), in no particular order. Links to folders are not followed and entries that are
+    not regular files are not listed: both are appended to ``left_out`` (their paths)."""
+    pending = [""]
+    while pending:
+        folder = pending.pop()
+        with os.scandir(os.path.join(class_dir, folder)) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                rel = os.path.join(folder, entry.name) if folder else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(rel)
+                elif entry.is_symlink() and entry.is_dir():
+                    _note(left_out, entry.path)  # a link to a folder: never followed
+                elif is_image_file(entry.name):
+                    if entry.is_file():  # a regular file, or a link to one
+                        yield rel
+                    else:  # a FIFO, socket, device or broken link: opening it could hang
+                        _note(left_out, entry.path)
+
+
+def holds_images(class_dir: Path) -> bool:
+    """Whether :func:`walk_images` finds any image file below ``class_dir``."""
+    return next(walk_images(class_dir), None) is not None
+
+
+def _note(left_out: list[str] | None, path: str) -> None:
+    if left_out is not None:
+        left_out.append(path)
+
+
+def read_regular_file(path: str) -> bytes:
+    """The bytes of ``path``; ``OSError`` if it is not a regular file (a FIFO swapped in after
+    the scan is never waited on: it is opened without blocking and refused)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{printable(path)} is not a regular file")
+        return f.read()
 
 
 class ImageFolderDataset(Dataset):
@@ -156,7 +231,7 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, int] | None:
         sample = self._load(i)
         if sample is None and self.replace_bad:
-            sample = self._stand_in(int(self.index.targets[i]))
+            sample = self._stand_in(i)
         return sample
 
     def _load(self, i: int) -> tuple[Tensor, int] | None:
@@ -164,27 +239,55 @@ class ImageFolderDataset(Dataset):
             return None
         path = self.index.path(i)
         try:
-            with open(path, "rb") as f:
-                pixels = self.transform(EncodedImage(f.read()))
+            pixels = self.transform(EncodedImage(read_regular_file(path)))
         except DECODE_ERRORS as error:
             self.bad[i] = 1
             warnings.warn(
-                f"skipping undecodable image {path}: {error}", SkippedImageWarning, stacklevel=2
+                f"skipping undecodable image {printable(path)}: {error}",
+                SkippedImageWarning,
+                stacklevel=2,
             )
             return None
         return pixels, int(self.index.targets[i])
 
-    def _stand_in(self, target: int) -> tuple[Tensor, int] | None:
-        """A random other file of the class; a class of only broken files gives ``None``."""
+    def _stand_in(self, i: int) -> tuple[Tensor, int] | None:
+        """Another file of the class of file ``i``; a class of only broken files gives ``None``.
+
+        The choice and the stand-in's augmentation come from a generator of their own, seeded by
+        this sample's seed (the sampler's, a function of (run seed, epoch, index):
+        :class:`~classicnets.data.sampling.PerSampleSeed`) and ``i``. What the failed decode drew,
+        and whether the file was known bad already (which depends on the worker that met it
+        first, and on a resume), change nothing: a resumed run gets the same stand-ins."""
+        target = int(self.index.targets[i])
         start, stop = int(self.class_start[target]), int(self.class_start[target + 1])
-        for _ in range(min(stop - start, 16)):
-            sample = self._load(start + int(torch.randint(stop - start, ())))
-            if sample is not None:
-                return sample
-        return None
+        entropy = np.random.SeedSequence([torch.initial_seed(), i]).generate_state(2, np.uint64)
+        choice = torch.Generator().manual_seed(int(entropy[0]) % 2**63)
+        outer = torch.get_rng_state()
+        try:
+            torch.manual_seed(int(entropy[1]) % 2**63)
+            for _ in range(min(stop - start, 16)):
+                sample = self._load(start + int(torch.randint(stop - start, (), generator=choice)))
+                if sample is not None:
+                    return sample
+            return None
+        finally:
+            torch.set_rng_state(outer)  # loading a sample never moves the caller's generator
 
     def skipped_files(self) -> list[str]:
         return [self.index.path(int(i)) for i in self.bad.nonzero().flatten()]
+
+    def bad_state(self) -> list[str]:
+        """The files found bad, relative to the split folder: what a checkpoint keeps."""
+        return [os.path.relpath(p, self.index.directory) for p in self.skipped_files()]
+
+    def restore_bad(self, relative: Sequence[str]) -> None:
+        """Flag the files of :meth:`bad_state` again (those still in the index)."""
+        if not relative:
+            return
+        wanted = {os.path.join(self.index.directory, p) for p in relative}
+        for i in range(len(self.index)):
+            if self.index.path(i) in wanted:
+                self.bad[i] = 1
 
     @property
     def num_skipped(self) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,8 +45,9 @@ from classicnets.data.folder import (
     SampleTransform,
     SkipCollate,
     find_classes,
-    is_image_file,
+    holds_images,
     not_found,
+    printable,
     read_class_names,
 )
 from classicnets.data.index_cache import cached_scan
@@ -172,6 +172,7 @@ class ImageNetDataModule(ClassificationDataModule):
         self._classes: list[str] | None = None
         self._class_names: list[str] | None = None
         self._reported_skips = self._summarised_skips = 0
+        self._restored_bad: dict[str, list[str]] = {}  # files a checkpoint found bad, per split
 
     # The class mapping: train folder names, sorted; read on first use, checked against checkpoints.
     @property
@@ -201,17 +202,26 @@ class ImageNetDataModule(ClassificationDataModule):
         classes = find_classes(train)
         if not classes:
             raise not_found(self.root, f"{train} holds no class folders")
-        if not any(_holds_images(train / c) for c in classes):
+        if not any(holds_images(train / c) for c in classes):
             raise not_found(
                 self.root, f"the {len(classes)} class folders under {train} hold no images"
             )
         return classes
 
     def state_dict(self) -> dict[str, Any]:
-        """Saved in every checkpoint, so a checkpoint always knows what its outputs mean."""
-        return {"classes": list(self.classes), "class_names": list(self.class_names)}
+        """Saved in every checkpoint, so a checkpoint always knows what its outputs mean; and the
+        files found undecodable (this rank's), so a resumed run knows them too."""
+        bad = {key: d.bad_state() for key, d in self.datasets.items()}
+        return {
+            "classes": list(self.classes),
+            "class_names": list(self.class_names),
+            "bad_files": {key: files for key, files in bad.items() if files},
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored_bad = dict(state_dict.get("bad_files") or {})
+        for key, dataset in self.datasets.items():
+            dataset.restore_bad(self._restored_bad.get(key, ()))
         saved = list(state_dict["classes"])
         try:
             current = self.classes
@@ -254,7 +264,7 @@ class ImageNetDataModule(ClassificationDataModule):
             if empty:
                 log.warning(
                     "%s: %d class folders hold no images (%s); class indices stay as they are",
-                    directory, len(empty), ", ".join(empty[:10]),
+                    directory, len(empty), ", ".join(map(printable, empty[:10])),
                 )  # fmt: skip
             unknown = sorted(set(find_classes(directory)) - set(self.classes))
             if unknown:
@@ -271,6 +281,7 @@ class ImageNetDataModule(ClassificationDataModule):
             replace_bad=replace_bad,
             bad=shared.bad if shared is not None else None,
         )
+        dataset.restore_bad(self._restored_bad.get(key, ()))
         self.datasets[key] = dataset
         return dataset
 
@@ -377,7 +388,7 @@ class ImageNetDataModule(ClassificationDataModule):
     def teardown(self, stage: str | None = None) -> None:
         if self.num_skipped > self._summarised_skips:
             self._summarised_skips = self.num_skipped
-            files = self.skipped_files()
+            files = [printable(f) for f in self.skipped_files()]
             log.warning(
                 "skipped %d undecodable image files: %s%s",
                 len(files), ", ".join(files[:20]), " ..." if len(files) > 20 else "",
@@ -424,13 +435,6 @@ def read_mean_image(path: str | Path) -> Tensor:
     if not isinstance(stats, dict) or not isinstance(stats.get("mean_image"), Tensor):
         raise FileNotFoundError(f"{path} holds no 'mean_image'; write one with compute_pca.py")
     return stats["mean_image"]
-
-
-def _holds_images(class_dir: Path) -> bool:
-    for _, _, filenames in os.walk(class_dir, followlinks=True):
-        if any(is_image_file(f) for f in filenames):
-            return True
-    return False
 
 
 class _Rows(Dataset):

@@ -48,7 +48,7 @@ def tree_key(directory: Path, classes: Sequence[str]) -> str:
 def cache_file(directory: Path, cache_dir: str | Path | None = None) -> Path:
     """Where the index of ``directory`` is cached: one file per split folder."""
     folder = Path(cache_dir) if cache_dir is not None else directory.parent / CACHE_FOLDER
-    digest = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(os.fsencode(directory.resolve())).hexdigest()[:16]
     return folder / f"{directory.name}-{digest}.npz"
 
 

@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from classicnets.data.common import per_device_batch_size
+from classicnets.run import rundir  # noqa: F401  registers ${run_id:} before Hydra composes
 
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"  # the repository's conf/ (editable install)
 
