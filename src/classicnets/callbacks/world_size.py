@@ -51,7 +51,7 @@ class ResumeOnAnotherWorldSize(Callback):
         if saved == trainer.world_size or not _mid_epoch(checkpoint):
             return
         loaders = checkpoint["loops"]["fit_loop"]["state_dict"].get("combined_loader", [])
-        if not all(_global_position(state, saved) is not None for state in loaders):
+        if not loaders or any(_global_position(state, saved) is None for state in loaders):
             raise ConfigValueError(
                 "trainer.devices",
                 trainer.num_devices,
