@@ -1,9 +1,11 @@
-"""Export a trained network to ONNX and check it against PyTorch.
+"""Export a trained network for today's runtimes and check each file against PyTorch.
 
 python src/export.py ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt
+python src/export.py ckpt_path=... format=onnx     # or format=pt2; default: both
 
-Writes ``<run dir>/model.onnx`` (input ``images`` (batch, C, H, W) with a dynamic batch axis,
-output ``logits``) and prints the largest logit difference onnxruntime vs PyTorch on a batch.
+Writes ``<run dir>/model.pt2`` (``torch.export``) and ``<run dir>/model.onnx`` (input ``images``
+(batch, C, H, W) with a dynamic batch axis, output ``logits``), and prints for each the largest
+logit difference from the eager network on a batch (ONNX run by onnxruntime).
 """
 
 from __future__ import annotations
@@ -16,16 +18,16 @@ from classicnets import restore
 from classicnets.checks import ConfigValueError
 from classicnets.errors import exit_on_user_error
 from classicnets.models import model_info
-from classicnets.onnx_export import export_onnx, onnx_difference
+from classicnets.onnx_export import FILES, export_checked
 from classicnets.run import checkpoints, setup
 
-FORMATS = ("onnx",)
+FORMATS = ("all", *FILES)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float:
-    """Export ``cfg.ckpt_path``; returns the largest logit difference."""
+    """Export ``cfg.ckpt_path``; returns the largest logit difference of the files written."""
     if cfg.format not in FORMATS:
         raise ConfigValueError("format", cfg.format, f"choose one of {FORMATS}")
     run_dir = setup.output_dir()
@@ -38,13 +40,18 @@ def main(cfg: DictConfig) -> float:
     size = data.get("input_size") or model_info(hparams.net["name"]).input_size
     shape = (hparams.in_channels, size, size)
 
-    path = export_onnx(model.net, run_dir / "model.onnx", shape)
-    difference, largest = onnx_difference(path, model.net, torch.randn(cfg.check_batch, *shape))
-    print(
-        f"wrote {path} (input images: batch × {' × '.join(map(str, shape))}); onnxruntime vs "
-        f"PyTorch on {cfg.check_batch} images: largest logit difference {difference:.3g} "
-        f"(largest logit {largest:.3g})"
-    )
+    images = torch.randn(cfg.check_batch, *shape)
+    kinds = FILES if cfg.format == "all" else (cfg.format,)
+    files = [
+        export_checked(k, model.net, hparams.net["name"], run_dir, shape, images) for k in kinds
+    ]
+    for file in files:
+        print(
+            f"wrote {file.path} (input images: batch × {' × '.join(map(str, shape))}); "
+            f"{file.checked_with} vs PyTorch on {cfg.check_batch} images: largest logit "
+            f"difference {file.difference:.3g} (largest logit {file.largest:.3g})"
+        )
+    difference = max(file.difference for file in files)
     return difference
 
 

@@ -151,3 +151,52 @@ class CountOptimizerSteps(Callback):
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         assert any(p.grad is not None for p in pl_module.parameters())
         type(self).calls += 1
+
+
+class RecordTrainingIndices(Callback):
+    """Append, for each training batch, ``{"epoch", "step", "indices"}`` (the global step before
+    it, the dataset indices it held) as one JSON line to ``<folder>/rank<R>.jsonl``: the data
+    each process trained on.
+
+    The loader's dataset is wrapped when the DataModule builds it; it notes each index it is
+    asked for (no loader workers: in this process), and each trained batch takes the oldest
+    notes, so a batch fetched ahead but never trained on (a stop) is not written."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+        self.pending: list[int] = []
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        datamodule = trainer.datamodule
+        build = datamodule.train_dataloader
+
+        def train_dataloader() -> Any:
+            loader = build()
+            loader.dataset.dataset = _NoteIndices(loader.dataset.dataset, self.pending)
+            return loader
+
+        datamodule.train_dataloader = train_dataloader
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        size = len(batch[1])
+        indices, self.pending[:size] = self.pending[:size], []
+        self.folder.mkdir(parents=True, exist_ok=True)
+        line = {"epoch": trainer.current_epoch, "step": trainer.global_step, "indices": indices}
+        with (self.folder / f"rank{trainer.global_rank}.jsonl").open("a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+class _NoteIndices:
+    """A dataset that appends every index it is asked for to ``notes``."""
+
+    def __init__(self, dataset: Any, notes: list[int]) -> None:
+        self.dataset, self.notes = dataset, notes
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        self.notes.append(index)
+        return self.dataset[index]

@@ -77,7 +77,8 @@ class RNGStateCheckpoint(Callback):
         if len(states) != trainer.world_size:
             rank_zero_warn(
                 f"the checkpoint holds RNG states of {len(states)} processes, this run has "
-                f"{trainer.world_size}: augmentations will not repeat those of the first run"
+                f"{trainer.world_size}: the network's random draws (dropout) will not repeat those "
+                "of the first run (the data order and augmentations do)"
             )
         set_rng_state(states[trainer.global_rank % len(states)])
 

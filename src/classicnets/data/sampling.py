@@ -43,21 +43,74 @@ class SeededSampler(StatefulDistributedSampler):
     """torchdata's ``StatefulDistributedSampler`` (which keeps its position in the epoch) whose
     items are ``(index, sample seed)``: the seed of each image's augmentation in this epoch, drawn
     from (seed, epoch) alone like the permutation. Its state holds the epoch too: Lightning sets
-    the epoch only after it has restored the loader and drawn the first batch."""
+    the epoch only after it has restored the loader and drawn the first batch.
+
+    The position is global: ``position`` images of the epoch's permutation have been handed out
+    over all ranks (rank r takes every ``num_replicas``-th from its offset r, so the images seen
+    are always the permutation's first ``position``). A state saved under another number of
+    ranks therefore resumes exactly: the ranks share the rest of the permutation, each image once
+    (padded, like ``DistributedSampler``, with the permutation's first images to an even split).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._start = 0  # the global position this rank's iteration began at
+        self._resume_at: int | None = None  # a loaded position, for the next iteration
+        self.saved_world_size: int | None = None  # the ranks that wrote the loaded state
 
     def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
         entropy = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1, np.uint64)
         seeds = torch.Generator().manual_seed(int(entropy[0]))
         sample_seeds = torch.randint(2**62, (len(self.dataset),), generator=seeds).tolist()
-        for index in super().__iter__():
+        self._start, self._resume_at = self._resume_at or 0, None
+        self.yielded = 0
+        for index in self._share(self._start):
+            self.yielded += 1
             yield index, sample_seeds[index]
 
+    def _share(self, start: int) -> list[int]:
+        """This rank's images of the epoch from global position ``start`` on; from 0 the same
+        as ``DistributedSampler``'s."""
+        size = len(self.dataset)  # type: ignore[arg-type]
+        if self.shuffle:
+            order = torch.randperm(
+                size, generator=torch.Generator().manual_seed(self.seed + self.epoch)
+            )
+            indices = order.tolist()
+        else:
+            indices = list(range(size))
+        rest = max(0, size - start)
+        if self.drop_last:
+            end = start + rest - rest % self.num_replicas
+        else:  # padded from the permutation's head, as DistributedSampler pads
+            end = start + rest + -rest % self.num_replicas
+            indices += indices * math.ceil(max(0, end - size) / max(size, 1))
+        return indices[start + self.rank : end : self.num_replicas]
+
+    @property
+    def position(self) -> int:
+        """Images of this epoch handed out so far, over all ranks."""
+        if self._resume_at is not None:
+            return self._resume_at
+        return self._start + self.yielded * self.num_replicas
+
+    def samples_left(self) -> int:
+        """This rank's images still to come in the epoch (from a loaded position if pending)."""
+        return len(self._share(self.position))
+
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "epoch": self.epoch}
+        return {
+            **super().state_dict(),
+            "epoch": self.epoch,
+            "position": self.position,
+            "world_size": self.num_replicas,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
         self.set_epoch(state_dict["epoch"])
+        self.saved_world_size = state_dict.get("world_size", self.num_replicas)
+        # A state without a position was written under this sampler's number of ranks.
+        self._resume_at = state_dict.get("position", state_dict["yielded"] * self.num_replicas)
 
 
 class PerSampleSeed(Dataset):

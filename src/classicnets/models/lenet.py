@@ -136,7 +136,10 @@ class EuclideanRBF(nn.Module):
         self.register_buffer("centers", torch.tensor(codes))
 
     def forward(self, x: Tensor) -> Tensor:
-        return -torch.cdist(x, self.centers).pow(2)
+        # The direct difference at every batch size: cdist's default switches to a matrix
+        # product above 25 rows (less exact, and torch.export would fix the batch at <= 25).
+        distances = torch.cdist(x, self.centers, compute_mode="donot_use_mm_for_euclid_dist")
+        return -distances.pow(2)
 
     def input_curvature(self, x: Tensor, targets: Tensor) -> Tensor:
         """∂²E/∂x_j² of the criterion's y_D term, Σ_j (x_j − w_Dj)²: 2 for every input, the
