@@ -77,6 +77,9 @@ class Encoded:
 
     jpeg: Tensor | None  # uint8, 1-D: the file, for the device to decode
     done: Output | None = None  # the transform's output, for files nvJPEG does not take
+    # The seed the transform draws from: the sample's, or for a broken file's stand-in the one
+    # the CPU path augments that stand-in with (``ImageFolderDataset._stand_in``).
+    seed: int = 0
 
 
 class ReadForDevice:
@@ -88,7 +91,8 @@ class ReadForDevice:
 
     def __call__(self, image: EncodedImage) -> Encoded:
         if image.is_jpeg and _device_colorspace(image.data):
-            return Encoded(torch.frombuffer(bytearray(image.data), dtype=torch.uint8))
+            data = torch.frombuffer(bytearray(image.data), dtype=torch.uint8)
+            return Encoded(data, seed=torch.initial_seed())
         return Encoded(None, self.transform(image))
 
 
@@ -128,7 +132,8 @@ class EncodedBatch:
     done: list[Output | None]
     targets: Tensor
     indices: list[int]
-    seeds: list[int]
+    seeds: list[int]  # each sample's seed: the CPU path reruns it when the device refuses a file
+    augment_seeds: list[int]  # the seed each shipped JPEG's transform draws from
 
     def __len__(self) -> int:
         return len(self.done)
@@ -157,6 +162,7 @@ class CollateEncoded:
             targets=torch.tensor([s[1] for s in kept], dtype=torch.int64),
             indices=[s[2] for s in kept],
             seeds=[s[3] for s in kept],
+            augment_seeds=[s[0].seed for s in kept],
         )
 
 
@@ -181,8 +187,13 @@ class DeviceDecoder:
         pixels = iter(decode_jpegs(batch.jpeg_bytes(), device))
         outputs, targets = [], []
         with torch.random.fork_rng(devices=[]):  # the main process's generator stays where it was
-            for done, target, index, seed in zip(
-                batch.done, batch.targets.tolist(), batch.indices, batch.seeds, strict=True
+            for done, target, index, seed, augment_seed in zip(
+                batch.done,
+                batch.targets.tolist(),
+                batch.indices,
+                batch.seeds,
+                batch.augment_seeds,
+                strict=True,
             ):
                 if done is None:
                     image = next(pixels)
@@ -192,7 +203,7 @@ class DeviceDecoder:
                             continue
                         done, target = sample
                     else:
-                        torch.default_generator.manual_seed(seed)
+                        torch.default_generator.manual_seed(augment_seed)
                         done = self.transform(DecodedImage(image.permute(1, 2, 0)))
                 outputs.append(_to(done, device))
                 targets.append(target)
