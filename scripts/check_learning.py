@@ -37,7 +37,7 @@ from classicnets.diagnostics.recipe import (
     overridden,
     recipe_name,
 )
-from classicnets.errors import exit_on_user_error
+from classicnets.errors import ArgumentParser, exit_on_user_error, positive
 from classicnets.run.setup import compose_config
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -89,11 +89,11 @@ def table_rows(names: Sequence[str]) -> list[Row]:
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml")
-    parser.add_argument("--images", type=int, default=32, help="fixed training images (32)")
-    parser.add_argument("--batch-size", type=int, default=8, help="at most the recipe's (8)")
-    parser.add_argument("--passes", type=int, default=8, help="passes over the images (8)")
+    parser.add_argument("--images", type=positive, default=32, help="fixed training images (32)")
+    parser.add_argument("--batch-size", type=positive, default=8, help="at most the recipe's (8)")
+    parser.add_argument("--passes", type=positive, default=8, help="passes over the images (8)")
     parser.add_argument("--save", type=Path, help="keep the trained network here (a .ckpt)")
     parser.add_argument(
         "--all", nargs="?", const="", metavar="MODELS",

@@ -10,21 +10,20 @@ that conv2's two groups (the paper's two GPUs) read.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
 
-from classicnets.errors import USER_ERRORS
+from classicnets.errors import USER_ERRORS, ArgumentParser
 from classicnets.filters import find_conv, group_specificity, kernel_grid, reading_groups
 from classicnets.restore import log_image_to_wandb, restore_model, script_run_dir
 from classicnets.run.checkpoints import load_checkpoint
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("ckpt", help="a checkpoint written by src/train.py")
     parser.add_argument("--layer", help="the convolution to draw (default: the first)")
     parser.add_argument("--out", type=Path, help="the PNG (default: a run directory of its own)")

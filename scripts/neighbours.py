@@ -25,7 +25,7 @@ from lightning import LightningDataModule
 from PIL import Image
 
 from classicnets.data.mnist import BACKGROUND, FOREGROUND, MNISTDataModule
-from classicnets.errors import USER_ERRORS
+from classicnets.errors import USER_ERRORS, ArgumentParser, non_negative, positive
 from classicnets.neighbours import (
     CHUNK,
     FeatureHook,
@@ -116,16 +116,16 @@ def benchmark(n: int, dim: int = 4096, queries: int = 5) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("ckpt", nargs="?", help="a checkpoint written by src/train.py")
     parser.add_argument("--root", help="the data root (ImageFolder: train/ and val/)")
-    parser.add_argument("--queries", type=int, default=5, help="validation images shown")
-    parser.add_argument("--k", type=int, default=6, help="neighbours per query (Figure 4: 6)")
+    parser.add_argument("--queries", type=positive, default=5, help="validation images shown")
+    parser.add_argument("--k", type=positive, default=6, help="neighbours per query (Figure 4: 6)")
     parser.add_argument("--layer", help="feature layer (default: the last hidden, e.g. fc7)")
     parser.add_argument("--out", type=Path, help="the PNG (default: in the run directory)")
     parser.add_argument("--wandb", action="store_true", help="also log the figure to W&B")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=0, help="data loader processes")
+    parser.add_argument("--batch-size", type=positive, default=64)
+    parser.add_argument("--workers", type=non_negative, default=0, help="data loader processes")
     parser.add_argument("--benchmark", type=int, metavar="N", help="time a search over N rows")
     args = parser.parse_args(argv)
     if args.benchmark:

@@ -15,16 +15,15 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from classicnets import launch
+from classicnets import checks, launch
 from classicnets.callbacks.store_config import StoreConfig
-from classicnets.errors import exit_on_user_error
+from classicnets.errors import hydra_main
 from classicnets.run import checkpoints, loggers, report, setup
 
 log = logging.getLogger(__name__)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-@exit_on_user_error
+@hydra_main(config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Fit, validate and test the final model, write metrics.json; return cfg.optimized_metric."""
     launch.start_job()  # DDP's other ranks rerun this job (not the sweep) in this run directory
@@ -32,6 +31,7 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = setup.output_dir()
     cfg.seed = L.seed_everything(cfg.seed, workers=True, verbose=False)  # loader workers too
     check_required_overrides(cfg)
+    checks.target_arguments(cfg, "model", "data", "callbacks", "logger")  # +model.bogus=1
 
     datamodule = hydra.utils.instantiate(cfg.data)  # fails at once on missing data
     model = hydra.utils.instantiate(
