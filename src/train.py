@@ -40,6 +40,8 @@ def main(cfg: DictConfig) -> float | None:
         in_channels=datamodule.in_channels,
         _convert_="all",
     )
+    if isinstance(getattr(datamodule, "input_size", None), int):  # a crop too small for the net
+        checks.input_fits(model.hparams.net, datamodule.in_channels, datamodule.input_size)
     config = OmegaConf.to_container(cfg, resolve=True)  # plain data: safe in every checkpoint
     run_loggers = loggers.instantiate_loggers(cfg.get("logger"), run_dir)
     callbacks = setup.instantiate_callbacks(cfg.get("callbacks"), with_logger=bool(run_loggers))

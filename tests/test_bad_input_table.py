@@ -78,6 +78,10 @@ WRONG_INPUTS: dict[str, tuple[str, tuple[str, ...], str]] = {
     ),
     "label-smoothing-1": ("train", ("model.label_smoothing=1.0",), "model.label_smoothing=1.0"),
     "label-smoothing-negative": ("train", ("model.label_smoothing=-0.1",), "in [0, 1)"),
+    "crop-too-small-for-alexnet": (
+        "train", ("model=alexnet", "data.root={imagenet_root}", "data.input_size=8"),
+        "data.input_size=8 is not allowed: alexnet's feature map vanishes at 8×8",
+    ),
     "batch-size-0": ("train", ("data.batch_size=0",), "data.batch_size=0 is not allowed"),
     "workers-negative": ("train", ("data.num_workers=-1",), "data.num_workers=-1"),
     # files and folders
@@ -136,6 +140,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, fake_imagenet: Path) -> dic
         "other_shapes": str(folder / "other_shapes.ckpt"),
         "resume_other": str(folder / "resume_other.ckpt"),
         "imagenet": str(fake_imagenet / "val"),
+        "imagenet_root": str(fake_imagenet),
         "empty": str(folder / "empty"),
         "file": str(folder / "a-file"),
     }

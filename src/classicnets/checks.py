@@ -16,6 +16,8 @@ import torch
 from lightning import Trainer
 from omegaconf import DictConfig, OmegaConf
 
+from classicnets.models.registry import model_info
+
 
 class ConfigValueError(ValueError):
     """A config value outside what its key allows."""
@@ -291,3 +293,23 @@ def state_dict_fits(own: Mapping[str, torch.Tensor], state: Mapping[str, Any]) -
                 f"the checkpoint's {key} has shape {tuple(theirs.shape)}, this network's "
                 f"{tuple(tensor.shape)}; {hint}"
             )
+
+
+def input_fits(net: Mapping[str, Any], in_channels: int, size: int) -> None:
+    """The network of ``model.net`` (its name and builder arguments) takes ``size``×``size``
+    inputs: a crop too small for its pooling (AlexNet at ``data.input_size=8``) is refused now,
+    not as a traceback at the first batch. Built on the meta device, the network costs no
+    memory and no arithmetic."""
+    name, kwargs = net["name"], {k: v for k, v in net.items() if k != "name"}
+    with torch.device("meta"):
+        built = model_info(name).builder(num_classes=2, in_channels=in_channels, **kwargs)
+        try:
+            built.eval()(torch.empty(1, in_channels, size, size))
+        except RuntimeError as err:
+            smallest = model_info(name).input_size
+            raise ConfigValueError(
+                "data.input_size",
+                size,
+                f"{name}'s feature map vanishes at {size}×{size} ({str(err).splitlines()[0]}); "
+                f"use a larger crop (the paper's: {smallest})",
+            ) from None
