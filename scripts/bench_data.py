@@ -19,7 +19,6 @@ time does not.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import random
@@ -49,6 +48,7 @@ from classicnets.data.transforms import (
     PCA_EIGVEC,
     DeviceAugment,
 )
+from classicnets.errors import ArgumentParser
 
 
 class Lighting:
@@ -137,7 +137,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--root", type=Path, help="an ImageFolder tree (reads root/train)")
     source.add_argument("--fake", type=int, metavar="N", help="generate N fake 500×375 JPEGs")

@@ -11,7 +11,6 @@ cache is warm for both, so on a network filesystem the scan's share only grows.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from classicnets.data.folder import FileIndex, find_classes
 from classicnets.data.index_cache import cache_file, cached_scan
+from classicnets.errors import ArgumentParser
 
 
 def generate(root: Path, classes: int, per_class: int) -> Path:
@@ -43,7 +43,7 @@ def best_of(repeats: int, fn: Callable[[], object]) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, help="an existing split folder (<root>/<class>/*)")
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--per-class", type=int, default=200)

@@ -16,7 +16,6 @@ Hydra overrides of conf/train.yaml.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader, TensorDataset
 
 from classicnets.callbacks.onednn import DisableOneDNN
+from classicnets.errors import ArgumentParser
 from classicnets.optim import SDLM, diagonal_gauss_newton
 from classicnets.run.loggers import finish_loggers, instantiate_loggers
 from classicnets.run.setup import compose_config, instantiate_callbacks, instantiate_trainer
@@ -133,7 +133,7 @@ def trainer_loop(cfg: DictConfig, module: LightningModule, loader: DataLoader) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=1000, help="training steps per round")
     parser.add_argument("--rounds", type=int, default=3, help="plain/Trainer rounds, alternated")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")

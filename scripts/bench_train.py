@@ -20,7 +20,6 @@ Other ``key=value`` arguments are Hydra overrides of conf/train.yaml.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import resource
@@ -37,6 +36,7 @@ import torch
 from omegaconf import DictConfig
 
 from bench_step import compose_run
+from classicnets.errors import ArgumentParser
 from classicnets.models import list_models, model_info
 
 OPTIONS = {"precision": "fp32", "channels_last": "false", "compile": "false", "data": "synthetic"}
@@ -142,7 +142,7 @@ def recipe_names() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20, help="timed steps")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     parser.add_argument("--all", action="store_true", help="every registered model with a recipe")

@@ -18,7 +18,6 @@ and does not matter, α being symmetric). Images are drawn at random, every pixe
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch
 
 from classicnets.data.decode import EncodedImage, resize, shorter_side_size
 from classicnets.data.folder import DECODE_ERRORS, FileIndex, SkippedImageWarning, find_classes
+from classicnets.errors import ArgumentParser, exit_on_user_error, positive
 
 MEAN_IMAGE_SIDE = 256  # AlexNet §2: images rescaled to a shorter side of 256, centre 256×256
 
@@ -74,11 +74,12 @@ def pixel_statistics(
     }
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("root", type=Path, help="an ImageFolder tree: ROOT/SPLIT/<class>/*")
     parser.add_argument("--split", default="train")
-    parser.add_argument("--images", type=int, default=10000, help="how many images to sample")
+    parser.add_argument("--images", type=positive, default=10000, help="how many images to sample")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--out", type=Path, help="also store the statistics and mean image (data.mean_image)"

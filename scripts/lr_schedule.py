@@ -16,7 +16,6 @@ else ILSVRC-2012's 1,281,167 images; the output says which.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -32,7 +31,7 @@ from classicnets.diagnostics.recipe import (
     one_line,
     recipe_name,
 )
-from classicnets.errors import exit_on_user_error
+from classicnets.errors import ArgumentParser, exit_on_user_error
 from classicnets.run.setup import compose_config
 
 
@@ -132,7 +131,7 @@ def run(overrides: Sequence[str], png: Path | None) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml")
     parser.add_argument("--png", type=Path, help="default: logs/lr_schedule/<model>.png")
     args = parser.parse_args(argv)

@@ -8,23 +8,23 @@ Importable too: ``from make_fake_imagenet import make_fake_imagenet``.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 from classicnets.data.fake import make_fake_imagenet
+from classicnets.errors import ArgumentParser, non_negative, positive
 
 __all__ = ["make_fake_imagenet"]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("root", help="output folder; train/ and val/ are written inside")
-    parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--train", type=int, default=20, help="training images per class")
-    parser.add_argument("--val", type=int, default=5, help="validation images per class")
+    parser.add_argument("--classes", type=positive, default=10)
+    parser.add_argument("--train", type=positive, default=20, help="training images per class")
+    parser.add_argument("--val", type=non_negative, default=5, help="validation images per class")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bad-files", action="store_true", help="add broken and odd files")
-    parser.add_argument("--size", type=int, nargs=2, default=(500, 375), metavar=("W", "H"))
+    parser.add_argument("--size", type=positive, nargs=2, default=(500, 375), metavar=("W", "H"))
     args = parser.parse_args(argv)
     start = time.perf_counter()
     root = make_fake_imagenet(

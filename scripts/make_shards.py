@@ -13,7 +13,6 @@ class order (the train folders, sorted), the class names (``synsets.txt``) and t
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ from classicnets.data.folder import DECODE_ERRORS, not_found
 from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.index_cache import cached_scan
 from classicnets.data.shards import METADATA, is_url
-from classicnets.errors import exit_on_user_error
+from classicnets.errors import ArgumentParser, exit_on_user_error
 
 # Bytes per chunk: our choice. ~500 ImageNet JPEGs (110 KB on average) per chunk; object-store
 # reads of tens of MB amortise the per-request latency, and a chunk stays quick to fetch.
@@ -98,7 +97,7 @@ def write_metadata(out: str, metadata: dict[str, object]) -> None:
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, required=True, help="ImageFolder tree: train/, val/")
     parser.add_argument("--out", required=True, help="a folder or an object-store URL")
     parser.add_argument("--splits", nargs="+", default=["train", "val"])

@@ -16,7 +16,6 @@ image; activation memory is the float32 output of each layer for one image.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from rich.table import Table
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from classicnets.errors import ArgumentParser, positive
 from classicnets.models import get_model, list_models, model_info
 from classicnets.paper_results import headline
 from classicnets.run.setup import CONF_DIR
@@ -208,10 +208,12 @@ def from_config(overrides: Sequence[str]) -> tuple[nn.Module, str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml")
     parser.add_argument("--name", help="a registry name instead of a config")
-    parser.add_argument("--input-size", type=int, help="default: the paper's (or the config's)")
+    parser.add_argument(
+        "--input-size", type=positive, help="default: the paper's (or the config's)"
+    )
     parser.add_argument(
         "--all", nargs="?", const="*", metavar="PATTERN",
         help="one line per registered network (matching the wildcard PATTERN)",

@@ -17,13 +17,14 @@ interrupted run can simply be started again.
 
 from __future__ import annotations
 
-import argparse
 import re
 import tarfile
 import time
 from pathlib import Path
 
 from torchvision.datasets.imagenet import ARCHIVE_META, load_meta_file, parse_devkit_archive
+
+from classicnets.errors import ArgumentParser
 
 VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG$")
 
@@ -86,7 +87,7 @@ def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, folder: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--archives", type=Path, default=Path("."), help="folder of the 3 archives")
     parser.add_argument("--out", type=Path, required=True, help="the dataset root to write")
     parser.add_argument(

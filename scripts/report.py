@@ -11,7 +11,6 @@ with test metrics stopped early: it is counted in its row, never averaged in.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import statistics
 import sys
@@ -19,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from classicnets.errors import ArgumentParser
 from classicnets.paper_results import paper_result
 from classicnets.run_results import Run, find_runs
 
@@ -79,7 +79,7 @@ def fail(message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="run or sweep folders to search")
     parser.add_argument("--csv", type=Path, help="also write the table here (default: none)")
     args = parser.parse_args(argv)

@@ -12,21 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import hydra
 import lightning as L
 from lightning import LightningDataModule, Trainer
 from omegaconf import DictConfig, ListConfig
 
 from classicnets import restore
 from classicnets.ensemble import ensemble_of
-from classicnets.errors import exit_on_user_error
+from classicnets.errors import hydra_main
 from classicnets.module import ClassificationModule
 from classicnets.run import checkpoints, loggers, report, setup
 from classicnets.run.evaluation import eval_data_config
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
-@exit_on_user_error
+@hydra_main(config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> dict[str, float]:
     """Validate and test ``cfg.ckpt_path``; writes metrics.json in this run's directory."""
     setup.route_lightning_logs()

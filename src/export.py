@@ -10,13 +10,12 @@ logit difference from the eager network on a batch (ONNX run by onnxruntime).
 
 from __future__ import annotations
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
-from classicnets import restore
+from classicnets import checks, restore
 from classicnets.checks import ConfigValueError
-from classicnets.errors import exit_on_user_error
+from classicnets.errors import hydra_main
 from classicnets.models import model_info
 from classicnets.onnx_export import FILES, export_checked
 from classicnets.run import checkpoints, setup
@@ -24,12 +23,12 @@ from classicnets.run import checkpoints, setup
 FORMATS = ("all", *FILES)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
-@exit_on_user_error
+@hydra_main(config_path="../conf", config_name="export")
 def main(cfg: DictConfig) -> float:
     """Export ``cfg.ckpt_path``; returns the largest logit difference of the files written."""
     if cfg.format not in FORMATS:
         raise ConfigValueError("format", cfg.format, f"choose one of {FORMATS}")
+    checks.positive_int("check_batch", cfg.check_batch)  # before model.onnx is written
     run_dir = setup.output_dir()
     torch.manual_seed(cfg.seed)  # the check's random batch
     checkpoint = checkpoints.load_checkpoint(cfg.ckpt_path)

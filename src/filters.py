@@ -12,18 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 from PIL import Image
 
 from classicnets import restore
-from classicnets.errors import exit_on_user_error
+from classicnets.errors import hydra_main
 from classicnets.filters import KernelFigure
 from classicnets.run import checkpoints, setup
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="filters")
-@exit_on_user_error
+@hydra_main(config_path="../conf", config_name="filters")
 def main(cfg: DictConfig) -> Path:
     """Draw ``cfg.layer`` of ``cfg.ckpt_path`` into the run directory; returns the PNG."""
     run_dir = setup.output_dir()

@@ -14,14 +14,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from classicnets import restore
+from classicnets import checks, restore
 from classicnets.data.base import ClassificationDataModule
-from classicnets.errors import exit_on_user_error
+from classicnets.errors import hydra_main
 from classicnets.neighbours import (
     FeatureHook,
     FigureRow,
@@ -35,11 +34,13 @@ from classicnets.run import checkpoints, setup
 from classicnets.run.evaluation import eval_data_config
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="neighbours")
-@exit_on_user_error
+@hydra_main(config_path="../conf", config_name="neighbours")
 def main(cfg: DictConfig) -> Path:
     """Draw Figure 4 for ``cfg.queries`` validation images of ``cfg.ckpt_path``; returns the PNG."""
     run_dir = setup.output_dir()
+    for key in ("queries", "k", "batch_size"):
+        checks.positive_int(key, cfg[key])
+    checks.non_negative_int("num_workers", cfg.num_workers)
     checkpoint = checkpoints.load_checkpoint(cfg.ckpt_path)
     data_cfg = eval_data_config(cfg, checkpoint)
     datamodule = restore.restore_datamodule(data_cfg, checkpoint)

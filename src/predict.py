@@ -12,14 +12,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 import torch
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 from rich.console import Console
 
-from classicnets import restore
-from classicnets.errors import exit_on_user_error
+from classicnets import checks, restore
+from classicnets.errors import hydra_main
 from classicnets.prediction import list_images, predict_files, print_table, write_csv
 from classicnets.run import checkpoints, loggers, setup
 from classicnets.run.evaluation import eval_data_config
@@ -27,10 +26,11 @@ from classicnets.run.evaluation import eval_data_config
 log = logging.getLogger(__name__)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
-@exit_on_user_error
+@hydra_main(config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> list:
     """Predict ``cfg.inputs`` with ``cfg.ckpt_path``; returns the rows of predictions.csv."""
+    checks.positive_int("top_k", cfg.top_k)
+    checks.positive_int("batch_size", cfg.batch_size)
     run_dir = setup.output_dir()
     files = list_images(cfg.inputs)
     checkpoint = checkpoints.load_checkpoint(cfg.ckpt_path)

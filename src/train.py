@@ -15,16 +15,15 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from classicnets import launch
+from classicnets import checks, launch
 from classicnets.callbacks.store_config import StoreConfig
-from classicnets.errors import exit_on_user_error
+from classicnets.errors import hydra_main
 from classicnets.run import checkpoints, loggers, report, rundir, setup
 
 log = logging.getLogger(__name__)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-@exit_on_user_error
+@hydra_main(config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Fit, validate and test the final model, write metrics.json; return cfg.optimized_metric."""
     launch.start_job()  # DDP's other ranks rerun this job (not the sweep) in this run directory
@@ -33,6 +32,7 @@ def main(cfg: DictConfig) -> float | None:
     resume = rundir.claim(cfg, run_dir)  # locks it; refuses overwriting and changed configs
     cfg.seed = L.seed_everything(cfg.seed, workers=True, verbose=False)  # loader workers too
     check_required_overrides(cfg)
+    checks.target_arguments(cfg, "model", "data", "callbacks", "logger")  # +model.bogus=1
 
     datamodule = hydra.utils.instantiate(cfg.data)  # fails at once on missing data
     model = hydra.utils.instantiate(
@@ -41,6 +41,8 @@ def main(cfg: DictConfig) -> float | None:
         in_channels=datamodule.in_channels,
         _convert_="all",
     )
+    if isinstance(getattr(datamodule, "input_size", None), int):  # a crop too small for the net
+        checks.input_fits(model.hparams.net, datamodule.in_channels, datamodule.input_size)
     config = OmegaConf.to_container(cfg, resolve=True)  # plain data: safe in every checkpoint
     run_loggers = loggers.instantiate_loggers(cfg.get("logger"), run_dir)
     callbacks = setup.instantiate_callbacks(cfg.get("callbacks"), with_logger=bool(run_loggers))

@@ -19,7 +19,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from classicnets import checks, compat
-from classicnets.models import get_model
+from classicnets.models import get_model, model_info
 from classicnets.models.init_from import init_from as copy_weights_from
 from classicnets.step_window import StepWindow
 
@@ -125,6 +125,10 @@ class ClassificationModule(LightningModule):
         # init_from file is only the start: a checkpoint of this run rebuilds without it.
         self.save_hyperparameters(ignore=["optimizer", "scheduler", "init_from"])
         net_kwargs = {k: v for k, v in net.items() if k != "name"}
+        checks.builder_arguments(
+            "model.net", net["name"], model_info(net["name"]).builder, net_kwargs
+        )
+        checks.number_in("model.label_smoothing", label_smoothing, 0.0, 1.0, open_high=True)
         self.net: nn.Module = get_model(
             net["name"], num_classes=num_classes, in_channels=in_channels, **net_kwargs
         )
@@ -283,6 +287,14 @@ class ClassificationModule(LightningModule):
             for config in self.trainer.lr_scheduler_configs:
                 if config.interval == "epoch" and (self.current_epoch + 1) % config.frequency == 0:
                     config.scheduler.step()
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """Weights that do not fit (resume, eval) are one line naming a tensor, not a traceback."""
+        if strict:
+            checks.state_dict_fits(self.state_dict(), state_dict)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.window:  # every rank saves together: the all-reduce is safe here

@@ -10,10 +10,13 @@ from typing import Any
 import hydra
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from lightning import Callback, Trainer
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from classicnets import checks
 from classicnets.data.common import per_device_batch_size
 from classicnets.run import rundir  # noqa: F401  registers ${run_id:} before Hydra composes
 
@@ -70,8 +73,18 @@ def instantiate_trainer(cfg: DictConfig, **kwargs: Any) -> Trainer:
     in config order, null entries dropped."""
     node = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(node, dict)
+    checks.trainer_arguments({k: v for k, v in node.items() if not k.startswith("_")})
     plugins = [hydra.utils.instantiate(p) for p in (node.pop("plugins", None) or {}).values() if p]
-    return hydra.utils.instantiate(node, plugins=plugins or None, **kwargs)
+    try:
+        return hydra.utils.instantiate(node, plugins=plugins or None, **kwargs)
+    except InstantiationException as err:
+        # The Trainer's own checks of its arguments (precision, an accelerator that is not
+        # there, epoch counts): what they say is the one line
+        if isinstance(err.__cause__, (MisconfigurationException, ValueError)):
+            raise checks.TrainerArgumentError(
+                f"trainer: {err.__cause__}; change the trainer.* value it names (conf/trainer/)"
+            ) from err
+        raise
 
 
 def check_global_batch(batch_size: int, trainer: Trainer) -> None:
