@@ -49,7 +49,7 @@ def test_two_seeds_are_averaged_and_a_stopped_run_is_marked_not_averaged(
     assert row["paper top-5"] == "18.20" and row["Δ top-5"] == "-0.20"
     assert "Krizhevsky" in row["paper source"] and row["stopped early"] == "1"
     out = capsys.readouterr().out
-    assert "| alexnet | ten_crop | 1, 2 | 42.00 ± 2.83 |" in out
+    assert "| alexnet | ten_crop | imagenet | S=[256, 256] | 1, 2 | 42.00 ± 2.83 |" in out
     assert f"stopped early (not averaged): {sweep / '2'}" in out
     assert "42.00 ± 2.83" in csv_file.read_text()
 
