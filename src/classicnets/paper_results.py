@@ -76,6 +76,7 @@ def matches(row: Setting, run: Setting) -> bool:
 ALEXNET_NET = {"lrn": True, "overlapping_pool": True, "activation": "relu", "groups": 2,
                "conv1_padding": 0, "dropout": 0.5}  # fmt: skip
 VGG_NET = {"dropout": 0.5}
+NO_FC_BIAS = {"fc_bias": False}  # ShuffleNet v2 as the official code builds it
 
 
 def _resnet(shortcut: str, stride_in_1x1: bool | None = True) -> dict[str, Any]:
@@ -204,13 +205,13 @@ PAPER_RESULTS: tuple[PaperResult, ...] = (
        32.6, None, "Zhang et al. 2017, Table 2, 1× g = 3", "recalled"),
     _r(Setting("shufflenet_v1_g8", "center_crop", data=_on("shufflenet")),
        32.4, None, "Zhang et al. 2017, Table 2, 1× g = 8", "recalled"),
-    _r(Setting("shufflenet_v2_x0_5", "center_crop", data=_on("shufflenet")),
+    _r(Setting("shufflenet_v2_x0_5", "center_crop", net=NO_FC_BIAS, data=_on("shufflenet")),
        39.7, None, f"{SHUFFLENET_V2}, 0.5×", "recalled"),
-    _r(Setting("shufflenet_v2_x1_0", "center_crop", data=_on("shufflenet")),
+    _r(Setting("shufflenet_v2_x1_0", "center_crop", net=NO_FC_BIAS, data=_on("shufflenet")),
        30.6, None, f"{SHUFFLENET_V2}, 1×", "recalled"),
-    _r(Setting("shufflenet_v2_x1_5", "center_crop", data=_on("shufflenet")),
+    _r(Setting("shufflenet_v2_x1_5", "center_crop", net=NO_FC_BIAS, data=_on("shufflenet")),
        27.4, None, f"{SHUFFLENET_V2}, 1.5×", "recalled"),
-    _r(Setting("shufflenet_v2_x2_0", "center_crop", data=_on("shufflenet")),
+    _r(Setting("shufflenet_v2_x2_0", "center_crop", net=NO_FC_BIAS, data=_on("shufflenet")),
        25.1, None, f"{SHUFFLENET_V2}, 2×", "recalled"),
 )
 # fmt: on
