@@ -141,3 +141,19 @@ def test_shufflenet_recipes_recompute_over_one_pass_and_other_runs_do_not(tmp_pa
                              ("resnet50", 0), ("googlenet_bn", None)]:  # fmt: skip
         cfg = compose_config("train", [f"model={recipe}"], tmp_path)
         assert cfg.callbacks.recompute_bn.num_batches == expected, recipe
+
+
+def test_one_pass_is_the_runs_epoch_limits_included() -> None:
+    """``num_batches: null`` is one epoch as the run defines it: with
+    ``limit_train_batches=2`` (or fast_dev_run) the first two batches, not the whole data."""
+    torch.manual_seed(0)
+    trainer = Trainer(
+        accelerator="cpu", max_epochs=1, limit_train_batches=2, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[RecomputeBatchNorm(num_batches=None)],
+    )  # fmt: skip
+    module = _Module()
+    trainer.fit(module, datamodule=_Data())
+    mean, var = _batch_means(list(_images().split(4))[:2])
+    torch.testing.assert_close(module.net[0].running_mean, mean)
+    torch.testing.assert_close(module.net[0].running_var, var)

@@ -11,6 +11,7 @@ test. This is that pass, with :func:`torch.optim.swa_utils.update_bn` doing the 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable, Iterator
 from itertools import chain, islice
 
@@ -62,7 +63,8 @@ class RecomputeBatchNorm(Callback):
     Args:
         num_batches: training batches to average over; ``None`` for one whole pass over the
             training data (ShuffleNet's official code: 1,280,000 / batch size iterations);
-            0 switches the step off.
+            0 switches the step off. Never more than one of the run's epochs, so a run with
+            ``trainer.limit_train_batches`` or ``fast_dev_run`` recomputes over as many batches.
     """
 
     def __init__(self, num_batches: int | None = 0) -> None:
@@ -84,7 +86,9 @@ class RecomputeBatchNorm(Callback):
             log.info("RecomputeBatchNorm: %s has no batch normalisation", type(net).__name__)
             return
         device = next(net.parameters()).device
-        batches = islice(trainer.datamodule.train_dataloader(), self.num_batches)
+        epoch = trainer.num_training_batches  # the run's epoch, its limits included
+        count = epoch if self.num_batches is None else min(self.num_batches, epoch)
+        batches = islice(trainer.datamodule.train_dataloader(), int(min(count, sys.maxsize)))
 
         def inputs() -> Iterator[Tensor]:
             for batch in batches:

@@ -20,14 +20,14 @@ def sgd_with_spared_lr_mult(
 ) -> torch.optim.SGD:
     """SGD whose parameter groups without weight decay (``weight_decay: 0``, the kinds named in
     ``model.no_weight_decay``) learn at ``lr × spared_lr_mult``, the others at ``lr``. Schedulers
-    and warm-up scale every group alike, so the ratio holds throughout."""
+    and warm-up scale every group alike, so the ratio holds throughout. A plain list of
+    parameters (no ``model.no_weight_decay``) has no such group: the multiplier then applies to
+    nothing, so a recipe sets the two together."""
+    if spared_lr_mult <= 0:
+        raise ValueError(f"spared_lr_mult must be positive, not {spared_lr_mult}")
     groups = list(params)
-    if not groups or not all(isinstance(g, dict) for g in groups):
-        raise ValueError(
-            "spared_lr_mult needs the parameters in groups: set model.no_weight_decay "
-            "(e.g. [bias]) to name the parameters it applies to"
-        )
-    groups = [
-        {**g, "lr": lr * spared_lr_mult} if g.get("weight_decay") == 0.0 else g for g in groups
-    ]
+    if groups and all(isinstance(g, dict) for g in groups):
+        groups = [
+            {**g, "lr": lr * spared_lr_mult} if g.get("weight_decay") == 0.0 else g for g in groups
+        ]
     return torch.optim.SGD(groups, lr=lr, **sgd_kwargs)
