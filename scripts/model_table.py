@@ -4,7 +4,7 @@ line per registered network against its paper's figures.
     python scripts/model_table.py model=alexnet            # the network of a Hydra model config
     python scripts/model_table.py model=vgg16 data.input_size=256
     python scripts/model_table.py --name googlenet         # a registry name, paper input size
-    python scripts/model_table.py --all                    # every registered network
+    python scripts/model_table.py --all                    # every network, as its recipe builds it
     python scripts/model_table.py --all "vgg*"             # those matching a wildcard
     python scripts/model_table.py --plot chart.png         # accuracy against multiply-adds
     python scripts/model_table.py --plot chart.png --runs logs/train   # ours beside the papers'
@@ -30,7 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from classicnets.errors import ArgumentParser, positive
 from classicnets.models import get_model, list_models, model_info
-from classicnets.paper_results import headline
+from classicnets.paper_results import headline, matches
 from classicnets.run.setup import CONF_DIR
 from classicnets.run_results import find_runs
 
@@ -131,16 +131,39 @@ def print_layer_table(model: nn.Module, title: str, input_size: int, console: Co
     console.print(f"params {used_params:,}{extra}   GMACs {_gmacs(total_macs)}")
 
 
+def recipe_networks(names: Sequence[str]) -> dict[str, tuple[dict[str, Any], int]]:
+    """For each name with a recipe (``conf/model/<name>.yaml``): the network switches and input
+    size that ``model=<name>`` trains with (ResNet-50 as v1, not the builder's v1.5)."""
+    from hydra import compose, initialize_config_dir
+
+    found = {}
+    recipes = [n for n in names if (CONF_DIR / "model" / f"{n}.yaml").is_file()]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for name in recipes:
+            cfg = compose("train", overrides=[f"model={name}"])
+            net = {k: v for k, v in cfg.model.net.items() if k != "name"}
+            size = cfg.data.get("input_size") or model_info(name).input_size
+            found[name] = (net, int(size))
+    return found
+
+
 def print_all(console: Console, pattern: str = "*") -> None:
-    """One line per registered network matching ``pattern``: ours beside the paper's figures."""
-    table = Table(title="Registered networks at their paper input size, one image (eval mode)")
-    for column in ("model", "input", "params", "paper params", "GMACs", "paper GMACs", "paper"):
-        table.add_column(column, justify="left" if column in ("model", "paper") else "right")
-    for name in list_models(pattern):
+    """One line per registered network matching ``pattern``, built as its recipe trains it (the
+    builder's defaults where it has no recipe): ours beside the paper's figures."""
+    table = Table(title="Registered networks as their recipes build them, one image (eval mode)")
+    columns = ("model", "built as", "input", "params", "paper params", "GMACs", "paper GMACs",
+               "paper")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="right" if column in columns[2:-1] else "left")
+    names = list_models(pattern)
+    recipes = recipe_networks(names)
+    for name in names:
         info = model_info(name)
-        rows, macs = layer_rows(build(name), info.input_size)
+        net, size = recipes.get(name, ({}, info.input_size))
+        rows, macs = layer_rows(build(name, **net), size)
         table.add_row(
-            name, str(info.input_size), f"{sum(r.params for r in rows):,}",
+            name, f"model={name}" if name in recipes else "builder defaults", str(size),
+            f"{sum(r.params for r in rows):,}",
             f"{info.paper_params:,}" if info.paper_params else "—", _gmacs(macs),
             f"{info.paper_macs:.3f}" if info.paper_macs else "—", info.paper,
         )  # fmt: skip
@@ -148,9 +171,10 @@ def print_all(console: Console, pattern: str = "*") -> None:
 
 
 def plot_complexity(out: Path, run_folders: Sequence[Path] = (), pattern: str = "*") -> list[str]:
-    """The course's chart: top-1 accuracy against multiply-adds, bubble area = parameters; the
-    papers' single-crop figures (classicnets.paper_results) filled, ours (mean over the runs
-    under ``run_folders``) hollow beside them. Returns the models without a paper top-1."""
+    """The course's chart: top-1 accuracy against multiply-adds (each network as its recipe builds
+    it), bubble area = parameters; each paper's first figure (classicnets.paper_results.headline)
+    filled, ours (mean over the runs under ``run_folders`` in that figure's setting) hollow
+    beside it. Returns the models without a paper top-1."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -159,12 +183,15 @@ def plot_complexity(out: Path, run_folders: Sequence[Path] = (), pattern: str = 
     ours = _our_top1_errors(run_folders)
     fig, ax = plt.subplots(figsize=(10, 6.5))
     missing = []
-    for name in list_models(pattern):
+    names = list_models(pattern)
+    recipes = recipe_networks(names)
+    for name in names:
         paper = headline(name)
         if paper is None or paper.top1 is None or paper.protocol == "mnist":
             missing.append(name)
             continue
-        rows, macs = layer_rows(build(name), model_info(name).input_size)
+        net, input_size = recipes.get(name, ({}, model_info(name).input_size))
+        rows, macs = layer_rows(build(name, **net), input_size)
         params = sum(r.params for r in rows)
         size = params / 1e6 * 6  # points²: 6 per million parameters
         ax.scatter(macs / 1e9, 100 - paper.top1, s=size, alpha=0.45)
@@ -183,10 +210,12 @@ def plot_complexity(out: Path, run_folders: Sequence[Path] = (), pattern: str = 
 
 
 def _our_top1_errors(folders: Sequence[Path]) -> dict[str, float]:
-    """Our mean top-1 error per model over the finished runs under ``folders``."""
+    """Our mean top-1 error per model over the finished runs under ``folders`` that measured
+    what the paper's plotted figure did (``headline``)."""
     errors: dict[str, list[float]] = {}
     for run in find_runs(list(folders)):
-        if run.top1_error is not None and run.protocol != "mnist":
+        paper = headline(run.model)
+        if run.top1_error is not None and paper and matches(paper.setting, run.setting):
             errors.setdefault(run.model, []).append(run.top1_error)
     return {name: sum(e) / len(e) for name, e in errors.items()}
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from classicnets.callbacks import FilterRenorm, PolyakAveraging
 from classicnets.data.presets import TRAIN_PRESETS
 from classicnets.models import get_model
+from classicnets.module import parameter_groups
 from classicnets.run.setup import compose_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -79,13 +80,22 @@ def test_googlenet_recipe(configs: dict[str, DictConfig]) -> None:
     cfg = configs["googlenet"]
     assert list(cfg.model.aux_loss_weights) == [0.3, 0.3]
     assert cfg.model.net.aux_logits is True
-    optimizer = instantiate(cfg.model.optimizer)([torch.nn.Parameter(torch.zeros(1))])
-    assert optimizer.param_groups[0]["weight_decay"] == 2e-4
+    net = get_model("googlenet", aux_logits=True)
+    groups = parameter_groups(net, cfg.model.no_weight_decay)
+    optimizer = instantiate(cfg.model.optimizer)(groups)
+    weights, biases = optimizer.param_groups
+    # Caffe's bvlc_googlenet: every bias at lr_mult 2, decay_mult 0; the weights at 1 and 1.
+    names = {id(p): n for n, p in net.named_parameters()}
+    assert all(names[id(p)].endswith("bias") for p in biases["params"])
+    assert len(weights["params"]) + len(biases["params"]) == len(names)
+    assert (weights["lr"], weights["weight_decay"]) == (0.01, 2e-4)
+    assert (biases["lr"], biases["weight_decay"]) == (0.02, 0.0)
     scheduler = instantiate(cfg.model.scheduler)(optimizer)
-    for _ in range(16):  # 4% less every 8 epochs
+    for _ in range(16):  # 4% less every 8 epochs, the biases' rate still twice the weights'
         optimizer.step()
         scheduler.step()
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.96**2)
+    assert weights["lr"] == pytest.approx(0.01 * 0.96**2)
+    assert biases["lr"] == pytest.approx(0.02 * 0.96**2)
     polyak = instantiate(cfg.callbacks.polyak_averaging)
     assert isinstance(polyak, PolyakAveraging) and polyak.decay == 0.9999
 

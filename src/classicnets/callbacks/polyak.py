@@ -43,6 +43,10 @@ class PolyakAveraging(WeightAveraging):
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
         return step_idx is not None and self._epoch >= self.start_epoch
 
+    def average_module(self) -> LightningModule | None:
+        """The averaged copy of the module, once something has been averaged into it."""
+        return self._average_model.module if self._has_average() else None
+
     def _has_average(self) -> bool:
         return self._average_model is not None and int(self._average_model.n_averaged) > 0
 

@@ -145,14 +145,18 @@ class AreaCrop:
         return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
+# Shorter-side ranges S of the presets that rescale: AlexNet §4.1 (256, from the centre square);
+# VGG §3.1 (its best "scale jittering", S ~ U[256, 512]; [256, 256] or [384, 384] for fixed S);
+# ResNet §3.4.
+TRAIN_SCALES = {"alexnet": (256, 256), "vgg": (256, 512), "resnet": (256, 480)}
+
+
 def make_train_preset(
     name: str, *, input_size: int, train_scale: tuple[int, int] | None = None
 ) -> TrainPreset:
     """The named paper's training augmentation; ``train_scale`` overrides the shorter-side range
     of the presets that rescale (alexnet, vgg, resnet)."""
-    # Shorter-side ranges S: AlexNet §4.1 (256, from the centre square); VGG §3.1 (its best
-    # "scale jittering", S ~ U[256, 512]; [256, 256] or [384, 384] for fixed S); ResNet §3.4.
-    scales = {"alexnet": (256, 256), "vgg": (256, 512), "resnet": (256, 480)}
+    scales = TRAIN_SCALES
     if name in scales:
         scale = tuple(train_scale) if train_scale is not None else scales[name]
         crop = ScaleCrop(input_size, scale, center_square=name == "alexnet")

@@ -210,3 +210,15 @@ def make_protocol(
     if name == "crop_320":
         return CenterCrop(CROP_320, CROP_320)
     raise ValueError(f"unknown evaluation protocol {name!r}; choose from {EVAL_PROTOCOLS}")
+
+
+def default_scales(name: str) -> tuple[int, ...] | None:
+    """The shorter sides the named protocol tests at when ``test_scales`` is null (each paper's
+    own), None for the protocols with one fixed scale."""
+    if name == "googlenet_144":
+        return GOOGLENET_SCALES
+    if name in ("multi_scale", "vgg_dense", "vgg_dense_multi_crop"):
+        return VGG_SCALES
+    if name == "resnet_multi_scale":
+        return RESNET_SCALES
+    return None

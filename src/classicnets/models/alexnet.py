@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from classicnets.models.registry import register_model
 
 Activation = Literal["relu", "tanh"]
+MiddleConv = Literal["conv2", "conv3", "conv4"]
 
 
 def paper_lrn() -> nn.LocalResponseNorm:
@@ -48,6 +49,12 @@ class AlexNet(nn.Module):
         groups: 2 splits conv2, conv4 and conv5 over the paper's two GPUs (section 3.2); 1 is dense.
         conv1_padding: 0 for 227 crops (Caffe), 2 for 224 crops (torchvision).
         dropout: drop probability on the outputs of fc6 and fc7 (section 4.2).
+        conv6: "an extra sixth convolutional layer over the last pooling layer" (section 6, the
+            "1 CNN*" of Table 2). The paper gives no shape; ours: 256@3×3, pad 1, dense, so the
+            6×6×256 input of fc6 stays as it is. +590,080 parameters.
+        without: a middle convolutional layer left out (section 7: "removing any of the middle
+            layers results in a loss of about 2% for the top-1 performance"); the next one then
+            reads its input (conv2: its LRN goes too, its pooling stays, so the sizes do).
     """
 
     def __init__(
@@ -61,10 +68,14 @@ class AlexNet(nn.Module):
         groups: int = 2,
         conv1_padding: int = 0,
         dropout: float = 0.5,
+        conv6: bool = False,
+        without: MiddleConv | None = None,
     ) -> None:
         super().__init__()
         if groups not in (1, 2):
             raise ValueError(f"groups must be 1 or 2 (the paper's two GPUs), not {groups}")
+        if without not in (None, "conv2", "conv3", "conv4"):
+            raise ValueError(f"without must be conv2, conv3 or conv4 (section 7), not {without!r}")
 
         def pool() -> nn.MaxPool2d:
             return nn.MaxPool2d(3, stride=2) if overlapping_pool else nn.MaxPool2d(2, stride=2)
@@ -72,18 +83,27 @@ class AlexNet(nn.Module):
         def norm() -> nn.Module:
             return paper_lrn() if lrn else nn.Identity()
 
-        self.features = nn.Sequential(OrderedDict([
+        # conv3 reads the kernel maps of both GPUs (section 3.5), so it is never grouped.
+        after_conv2 = 96 if without == "conv2" else 256
+        after_conv3 = after_conv2 if without == "conv3" else 384
+        layers = [
             ("conv1", nn.Conv2d(in_channels, 96, 11, stride=4, padding=conv1_padding)),
             ("act1", _activation(activation)), ("norm1", norm()), ("pool1", pool()),
             ("conv2", nn.Conv2d(96, 256, 5, padding=2, groups=groups)),
             ("act2", _activation(activation)), ("norm2", norm()), ("pool2", pool()),
-            # conv3 reads the kernel maps of both GPUs (section 3.5), so it is never grouped.
-            ("conv3", nn.Conv2d(256, 384, 3, padding=1)), ("act3", _activation(activation)),
-            ("conv4", nn.Conv2d(384, 384, 3, padding=1, groups=groups)),
+            ("conv3", nn.Conv2d(after_conv2, 384, 3, padding=1)), ("act3", _activation(activation)),
+            ("conv4", nn.Conv2d(after_conv3, 384, 3, padding=1, groups=groups)),
             ("act4", _activation(activation)),
             ("conv5", nn.Conv2d(384, 256, 3, padding=1, groups=groups)),
             ("act5", _activation(activation)), ("pool5", pool()),
-        ]))  # fmt: skip
+        ]  # fmt: skip
+        if without is not None:  # the layer, its activation (and for conv2 its LRN)
+            gone = {without, f"act{without[-1]}"} | ({"norm2"} if without == "conv2" else set())
+            layers = [(name, layer) for name, layer in layers if name not in gone]
+        if conv6:
+            layers += [("conv6", nn.Conv2d(256, 256, 3, padding=1)),
+                       ("act_conv6", _activation(activation))]  # fmt: skip
+        self.features = nn.Sequential(OrderedDict(layers))
         self.classifier = nn.Sequential(OrderedDict([
             ("flatten", nn.Flatten()),
             ("fc6", nn.Linear(256 * 6 * 6, 4096)), ("act6", _activation(activation)),
@@ -97,8 +117,8 @@ class AlexNet(nn.Module):
     def reset_parameters(self) -> None:
         """Section 5: weights N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden FC layers
         ("accelerates the early stages of learning by providing the ReLUs with positive inputs"),
-        0 in the others."""
-        ones = {"conv2", "conv4", "conv5", "fc6", "fc7"}
+        0 in the others; conv6 (section 6, shape unstated) as conv4 and conv5 (ours)."""
+        ones = {"conv2", "conv4", "conv5", "conv6", "fc6", "fc7"}
         for name, module in self.named_modules():
             if isinstance(module, nn.Conv2d | nn.Linear):
                 nn.init.normal_(module.weight, 0.0, 0.01)

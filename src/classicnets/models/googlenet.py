@@ -21,8 +21,16 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from classicnets.models.alexnet import paper_lrn
 from classicnets.models.registry import register_model
+
+
+def caffe_lrn() -> nn.LocalResponseNorm:
+    """The paper names LRN without its constants; Caffe's bvlc_googlenet (train_val.prototxt,
+    ``local_size: 5, alpha: 0.0001, beta: 0.75``, Caffe's default ``k: 1``) computes
+    a / (1 + α/n Σ a²)^β, which is PyTorch's layer with the same numbers (both divide α by n).
+    AlexNet's layer (k = 2, α undivided) is ``alexnet.paper_lrn``."""
+    return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+
 
 # Table 1: #1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj.
 INCEPTION_TABLE: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -154,10 +162,10 @@ class GoogLeNet(nn.Module):
         self.aux_logits = aux_logits
         self.conv1 = BasicConv2d(in_channels, 64, 7, stride=2, padding=3, batch_norm=bn)
         self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.lrn1: nn.Module = paper_lrn() if style.lrn else nn.Identity()
+        self.lrn1: nn.Module = caffe_lrn() if style.lrn else nn.Identity()
         self.conv2 = BasicConv2d(64, 64, 1, batch_norm=bn)
         self.conv3 = BasicConv2d(64, 192, 3, padding=1, batch_norm=bn)
-        self.lrn2: nn.Module = paper_lrn() if style.lrn else nn.Identity()
+        self.lrn2: nn.Module = caffe_lrn() if style.lrn else nn.Identity()
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
 
         channels = 192

@@ -3,7 +3,10 @@
 Three sources are understood, each read with ``classicnets.safe_load.load_file``
 (``weights_only=True``, so a file that carries code is refused before anything in it runs):
 
-- a checkpoint of ours of the same network: every tensor is copied;
+- a checkpoint of ours of the same network: every tensor is copied; trained on another number of
+  classes, every tensor but the classifier's, which keeps its own initialisation (fine-tuning:
+  AlexNet §6 pre-trains on the 21,841 classes of ImageNet Fall 2011, then fine-tunes on the
+  1,000 of ILSVRC-2012), and a warning names the classifier;
 - a checkpoint of ours of VGG configuration A for VGG-13/16/19: the paper's rule (Simonyan &
   Zisserman §3.1, "we initialised the first four convolutional layers and the last three
   fully-connected layers with the layers of net A"), see ``vgg.config_a_layers``;
@@ -11,7 +14,8 @@ Three sources are understood, each read with ``classicnets.safe_load.load_file``
   with a torchvision twin: loaded by name, our twins share torchvision's module names.
 
 Every tensor that is copied must have the shape of the one it replaces; a mismatch (another
-``num_classes``, another width) is an error that names the tensor, never a silent partial load.
+width, another ``num_classes`` in a file that does not say its classes) is an error that names
+the tensor, never a silent partial load.
 """
 
 from __future__ import annotations
@@ -44,6 +48,17 @@ def init_from(net: nn.Module, name: str, path: str | Path) -> int:
     if source_name == name:
         mapping = {key: key for key in net.state_dict()}
         rule = f"all of {name}"
+        source_classes = _classes(path)
+        prefix, classifier = _classifier(net)
+        source_outputs = state.get(f"{prefix}.weight", torch.empty(0)).shape[:1]
+        if source_outputs == (source_classes,) and source_classes != classifier.out_features:
+            mapping = {k: v for k, v in mapping.items() if not k.startswith(f"{prefix}.")}
+            rule = f"all of {name} but its classifier {prefix}"
+            log.warning(
+                "init_from: %s was trained on %d classes, this network has %d: %s starts from its "
+                "own initialisation (fine-tuning)", path, source_classes,
+                classifier.out_features, prefix,
+            )  # fmt: skip
     elif source_name == VGG_A and name in VGG_DEEPER and isinstance(net, VGG):
         mapping = _config_a_mapping(net)
         rule = f"VGG §3.1: net A's first four convs and three FCs into {name}"
@@ -82,6 +97,21 @@ def _read(path: str | Path, name: str) -> tuple[str, dict[str, Tensor]]:
             f"twin read; {name} has none: pass a checkpoint of ours"
         )
     return name, dict(content)  # a twin's names are ours
+
+
+def _classes(path: str | Path) -> int | None:
+    """The number of classes a checkpoint of ours was trained on; None for a plain state_dict."""
+    content = load_file(path)
+    try:
+        return int(content["hyper_parameters"]["num_classes"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _classifier(net: nn.Module) -> tuple[str, nn.Linear]:
+    """The network's last fully-connected layer and its name (the classifier, where its outputs
+    are the classes)."""
+    return [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)][-1]
 
 
 def _config_a_mapping(net: VGG) -> dict[str, str]:

@@ -76,5 +76,13 @@ def model_info(name: str) -> ModelInfo:
 
 
 def get_model(name: str, **kwargs: object) -> nn.Module:
-    """Build the registered network ``name`` with the builder's keyword arguments."""
-    return model_info(name).builder(**kwargs)
+    """Build the registered network ``name`` with the builder's keyword arguments;
+    ``gap_head=True``, for any network that flattens: global average pooling in its place
+    (``models.heads``)."""
+    gap_head = kwargs.pop("gap_head", False)
+    net = model_info(name).builder(**kwargs)
+    if gap_head:
+        from classicnets.models.heads import global_average_head
+
+        net = global_average_head(net)
+    return net

@@ -163,9 +163,15 @@ class ShuffleV2Unit(nn.Module):
 
 
 class ShuffleNetV2(nn.Module):
-    """ShuffleNet v2 at one of the widths of Table 5 ("0.5", "1.0", "1.5", "2.0")."""
+    """ShuffleNet v2 at one of the widths of Table 5 ("0.5", "1.0", "1.5", "2.0").
 
-    def __init__(self, width: str = "1.0", num_classes: int = 1000, in_channels: int = 3) -> None:
+    ``fc_bias``: the classifier's bias; the official code (megvii-model/ShuffleNet-Series,
+    ``ShuffleNetV2/network.py``) has none, torchvision's has one (so its weights load here)."""
+
+    def __init__(
+        self, width: str = "1.0", num_classes: int = 1000, in_channels: int = 3,
+        *, fc_bias: bool = True,
+    ) -> None:  # fmt: skip
         super().__init__()
         if width not in V2_WIDTHS:
             raise ValueError(f"width must be one of {sorted(V2_WIDTHS)}, got {width!r}")
@@ -181,7 +187,7 @@ class ShuffleNetV2(nn.Module):
             channels = out_channels
         self.stage2, self.stage3, self.stage4 = stages
         self.conv5 = conv_bn(channels, last)
-        self.fc = nn.Linear(last, num_classes)
+        self.fc = nn.Linear(last, num_classes, bias=fc_bias)
         _megvii_init(self)
 
     def forward(self, x: Tensor) -> Tensor:
