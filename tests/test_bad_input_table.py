@@ -47,6 +47,9 @@ WRONG_INPUTS: dict[str, tuple[str, tuple[str, ...], str]] = {
         "train", ("model=lenet5_modern", "+model.optimizer.momentm=0.9"),
         "model.optimizer.momentm=0.9 is not allowed: SGD takes no argument 'momentm'",
     ),
+    "gap-head-on-vgg": (
+        "train", ("model=vgg11", "data=mnist", "model.net.gap_head=true"), "has no nn.Flatten",
+    ),
     "invented-trainer-key": ("train", ("+trainer.bogus=1",), "trainer.bogus=1 is not allowed"),
     "invented-data-key": (
         "train", ("+data.bogus=1",), "data.bogus=1 is not allowed: MNISTDataModule takes no",

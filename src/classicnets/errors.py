@@ -31,6 +31,7 @@ from classicnets.checks import (
 )
 from classicnets.data.common import ClassMismatchError, DatasetNotFoundError
 from classicnets.launch import RankDiedError, sweep_id
+from classicnets.models.heads import HeadError
 from classicnets.models.init_from import InitFromError
 from classicnets.models.registry import UnknownModelError
 from classicnets.resume import DiskFullError
@@ -57,6 +58,7 @@ USER_ERRORS = (
     UnsafeCheckpointError,
     CorruptCheckpointError,
     HashMismatchError,
+    HeadError,
 )
 
 

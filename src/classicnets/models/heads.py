@@ -19,6 +19,10 @@ def _child(net: nn.Module, qualified: str) -> tuple[nn.Module, str]:
     return (net.get_submodule(parent) if parent else net), name
 
 
+class HeadError(ValueError):
+    """A head switch that the network cannot take (a user error: one line, exit 2)."""
+
+
 def global_average_head(net: nn.Module) -> nn.Module:
     """``net`` with its ``nn.Flatten`` replaced by a global average pool and flatten, and the
     first ``nn.Linear`` after it reading the last convolution's channels; changed in place.
@@ -28,9 +32,10 @@ def global_average_head(net: nn.Module) -> nn.Module:
     modules = list(net.named_modules())
     flatten_at = next((i for i, (_, m) in enumerate(modules) if isinstance(m, nn.Flatten)), None)
     if flatten_at is None:
-        raise ValueError(
-            f"{type(net).__name__} has no nn.Flatten to replace by global average pooling "
-            "(VGG evaluates any input size densely; GoogLeNet, ResNet and later already pool)"
+        raise HeadError(
+            f"model.net.gap_head=true: {type(net).__name__} has no nn.Flatten to replace by global "
+            "average pooling (VGG evaluates any input size densely; GoogLeNet, ResNet and later "
+            "already pool)"
         )
     convs = [m for _, m in modules[:flatten_at] if isinstance(m, nn.Conv2d)]
     fc_name, fc = next((n, m) for n, m in modules[flatten_at:] if isinstance(m, nn.Linear))

@@ -58,7 +58,7 @@ SAFE_TO_CHANGE = (
 )  # fmt: skip
 # Callbacks that take part in what is computed (the recipe's), unlike checkpoints, progress bars,
 # loggers: adding, removing or changing one of these on resume is refused.
-COMPUTING_CALLBACKS = ("PolyakAveraging", "SDLMCurvature", "FilterRenorm")
+COMPUTING_CALLBACKS = ("PolyakAveraging", "SDLMCurvature", "FilterRenorm", "RecomputeBatchNorm")
 
 HYDRA_SUBDIR = ".hydra"  # the run's config.yaml, hydra.yaml and overrides.yaml, as Hydra names it
 
