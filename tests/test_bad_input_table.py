@@ -92,7 +92,7 @@ WRONG_INPUTS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "run-dir-not-writable": ("train", ("hydra.run.dir=/sys/classicnets/run",), "/sys/classicnets"),
     "eval-missing-ckpt": ("eval", ("ckpt_path={tmp}/none.ckpt",), "none.ckpt does not exist"),
     "eval-other-shapes": ("eval", ("ckpt_path={other_shapes}",), "f6.weight has shape (3, 120)"),
-    "resume-other-shapes": ("train", ("ckpt_path={resume_other}",), "the checkpoint"),
+    "resume-other-shapes": ("train", ("ckpt_path={resume_other}",), "cannot resume"),
     # predict and export
     "predict-top-k-negative": (
         "predict", ("ckpt_path={ckpt}", "inputs={imagenet}", "top_k=-2"), "top_k=-2 is not",
