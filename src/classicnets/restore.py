@@ -34,7 +34,7 @@ MNIST_SIDE = 28  # the digits' side before LeNet-5's 2-pixel border (LeCun et al
 
 def restore_model(checkpoint: Mapping[str, Any]) -> ClassificationModule:
     """The trained network, in eval mode: rebuilt from the hyperparameters in the checkpoint."""
-    model = ClassificationModule(**checkpoint["hyper_parameters"])
+    model = ClassificationModule.from_hyperparameters(checkpoint["hyper_parameters"])
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
 

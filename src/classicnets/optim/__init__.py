@@ -1,6 +1,16 @@
 """Optimizers and learning-rate schedules that torch does not ship."""
 
+from classicnets.optim.build import OptimizerRecipe, RunSize, build_optimization
 from classicnets.optim.schedules import LinearDecayLR, PassWiseLR, PlateauLR
 from classicnets.optim.sdlm import SDLM, diagonal_gauss_newton
 
-__all__ = ["SDLM", "LinearDecayLR", "PassWiseLR", "PlateauLR", "diagonal_gauss_newton"]
+__all__ = [
+    "SDLM",
+    "LinearDecayLR",
+    "OptimizerRecipe",
+    "PassWiseLR",
+    "PlateauLR",
+    "RunSize",
+    "build_optimization",
+    "diagonal_gauss_newton",
+]
