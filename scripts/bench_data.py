@@ -121,13 +121,25 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def child_pids() -> list[int]:
+    """This process's live child processes (Linux /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:  # the process has exited meanwhile
+            continue
+        if parent == os.getpid():
+            children.append(int(stat.parent.name))
+    return children
+
+
 def run(
     loader: DataLoader, post: Callable[[Tensor], Tensor] | None = None
 ) -> tuple[int, float, float]:
     """One epoch: (images, wall seconds, CPU seconds). The persistent workers of the previous
     epoch are counted from before this one asks them for anything (the first epoch is warm-up)."""
-    workers = getattr(getattr(loader, "_iterator", None), "_workers", [])
-    pids = [w.pid for w in workers]
+    pids = child_pids()  # the loader's persistent workers, once it has started them
     cpu, wall, count = cpu_seconds(pids), time.perf_counter(), 0
     for images, _ in loader:
         if post is not None:

@@ -91,7 +91,7 @@ def plain_loop(module: LightningModule, loader: DataLoader, data: TensorDataset)
     start = time.process_time()
     for images, targets in loader:
         optimizer.zero_grad(set_to_none=True)
-        loss, _ = module._loss(net(images), targets)
+        loss, _ = module.compute_loss(net(images), targets)
         loss.backward()
         optimizer.step()
         now = time.process_time()

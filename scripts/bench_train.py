@@ -109,7 +109,7 @@ def bench(cfg: DictConfig, options: dict[str, str], steps: int, warmup: int) -> 
         sync()
         fetched = time.perf_counter()
         with autocast:
-            loss, _ = module._loss(net(images), targets)
+            loss, _ = module.compute_loss(net(images), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -7,8 +7,9 @@ drawn, before any GPU time is spent on it.
     python scripts/lr_schedule.py model=alexnet                       # the plateau rule
     python scripts/lr_schedule.py model=alexnet data.root=DIR --png alexnet.png
 
-The optimizer and schedulers are the ones ``ClassificationModule.configure_optimizers`` builds
-(linear scaling and warm-up included), stepped the way Lightning steps them. Epochs are counted
+The optimizer and schedulers are the ones training builds (``build_optimization`` in
+``classicnets/optim/build.py``, linear scaling and warm-up included, from the recipe and the run's
+size), stepped the way Lightning steps them. Epochs are counted
 from 0, as Lightning logs them; each line gives the LR of the epoch's first step, and of its last
 where the LR moves within the epoch. An epoch is the train split of ``data.root`` when it is there,
 else ILSVRC-2012's 1,281,167 images; the output says which.
@@ -32,6 +33,7 @@ from classicnets.diagnostics.recipe import (
     recipe_name,
 )
 from classicnets.errors import ArgumentParser, exit_on_user_error
+from classicnets.optim.build import scaled_learning_rate
 from classicnets.run.setup import compose_config
 
 
@@ -45,7 +47,7 @@ def describe(
     reference, batch = hp.get("reference_batch_size"), hp.get("batch_size")
     if reference and batch and reference != batch:
         if hp.get("scale_lr", True):
-            lr = optimizer.lr * batch / reference
+            lr = scaled_learning_rate(optimizer.lr, batch, reference)
             warmup = hp.get("warmup_epochs") if batch > reference else 0
             lines.append(
                 f"batch {batch} vs the paper's {reference}: lr ×{batch / reference:g} = {lr:g} "
@@ -60,11 +62,11 @@ def describe(
     steps = f"{run.steps_per_epoch:,} steps"
     if run.accumulate_grad_batches > 1:
         steps += f" (accumulating {run.accumulate_grad_batches} batches)"
-    updates = getattr(module, "updates_per_step", 1)  # optimizer updates per Lightning step
-    total = f"{run.estimated_stepping_batches:,} steps"
+    updates = run.size.updates_per_step  # optimizer updates per Lightning step
+    total = f"{run.size.steps:,} steps"
     if updates > 1:
         steps += f" of {updates} updates each"
-        total = f"{run.estimated_stepping_batches * updates:,} updates"
+        total = f"{run.size.updates:,} updates"
     lines.append(f"{steps} an epoch, {run.max_epochs} epochs, {total}")
     return lines
 
@@ -121,7 +123,7 @@ def run(overrides: Sequence[str], png: Path | None) -> list[str]:
         cfg = compose_config("train", overrides, Path(output_dir))
         epoch, datamodule = sched.count_epoch(cfg)
         planned = sched.planned_run(cfg, epoch)
-        module = sched.build_module(cfg, datamodule, planned)
+        module = sched.build_module(cfg, datamodule)
         header = describe(cfg, module, epoch, planned)
         schedule = sched.trace_schedule(module, planned)
     lines = [f"recipe {name}", *header, *report(schedule)]

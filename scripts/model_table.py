@@ -76,7 +76,11 @@ def layer_rows(model: nn.Module, input_size: int) -> tuple[list[LayerRow], int]:
             calls.append((names[module], module, output.shape[1:], size))
 
     # Leaves, and any module holding parameters of its own (LeNet's subsampling coefficients).
-    hooked = [m for m in model.modules() if not list(m.children()) or m._parameters]
+    hooked = [
+        m
+        for m in model.modules()
+        if not list(m.children()) or next(m.parameters(recurse=False), None) is not None
+    ]
     handles = [m.register_forward_hook(record) for m in hooked]
     x = torch.zeros(1, input_channels(model), input_size, input_size, device=_device(model))
     counter = FlopCounterMode(display=False)

@@ -14,10 +14,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from classicnets.models import register_model
-from classicnets.module import ClassificationModule, scaled_learning_rate
+from classicnets.module import ClassificationModule
 from classicnets.optim import PassWiseLR
+from classicnets.optim.build import scaled_learning_rate
 from classicnets.run.setup import compose_config
 from classicnets.safe_load import load_file
+from classicnets.training.per_pattern import PerPatternModule
 from run_helpers import TINY
 
 
@@ -42,9 +44,15 @@ register_model("test_two_heads", input_size=2, paper="test")(
 )
 
 
+DEFAULTS = {"net": {"name": "test_two_heads"}, "num_classes": 10, "in_channels": 1}
+
+
 def module(**kwargs) -> ClassificationModule:
-    defaults = {"net": {"name": "test_two_heads"}, "num_classes": 10, "in_channels": 1}
-    return ClassificationModule(**(defaults | kwargs))
+    return ClassificationModule(**(DEFAULTS | kwargs))
+
+
+def per_pattern_module(**kwargs) -> PerPatternModule:
+    return PerPatternModule(**(DEFAULTS | kwargs))
 
 
 def test_aux_losses_are_weighted_into_the_main_loss() -> None:
@@ -52,7 +60,7 @@ def test_aux_losses_are_weighted_into_the_main_loss() -> None:
     m.trainer = Trainer(logger=False, accelerator="cpu", devices=1)
     x, y = torch.randn(8, 1, 2, 2), torch.randint(0, 10, (8,))
     main, a1, a2 = m.net.train()(x)
-    loss, logits = m._loss((main, a1, a2), y)
+    loss, logits = m.compute_loss((main, a1, a2), y)
     by_hand = F.cross_entropy(main, y) + 0.3 * F.cross_entropy(a1, y) + 0.3 * F.cross_entropy(a2, y)
     assert torch.allclose(loss, by_hand) and logits is main
 
@@ -61,7 +69,7 @@ def test_aux_outputs_without_weights_are_an_error() -> None:
     m = module(aux_loss_weights=[0.3])
     outputs = m.net.train()(torch.randn(2, 1, 2, 2))
     with pytest.raises(ValueError, match="aux_loss_weights"):
-        m._loss(outputs, torch.zeros(2, dtype=torch.long))
+        m.compute_loss(outputs, torch.zeros(2, dtype=torch.long))
 
 
 def test_multi_crop_batches_average_the_softmax_over_crops() -> None:
@@ -116,8 +124,8 @@ def test_schedules_with_total_steps_get_the_length_of_the_run() -> None:
     m = module(optimizer=partial(torch.optim.SGD, lr=0.1), scheduler=LinearToZero)
     _, [config] = configured(m, steps=40)
     assert config["scheduler"].total_steps == 40
-    per_pattern = module(optimizer=partial(torch.optim.SGD, lr=0.1), scheduler=LinearToZero,
-                         updates_per_step=8)  # fmt: skip
+    per_pattern = per_pattern_module(optimizer=partial(torch.optim.SGD, lr=0.1),
+                                     scheduler=LinearToZero, updates_per_step=8)  # fmt: skip
     _, [config] = configured(per_pattern, steps=40)
     assert config["scheduler"].total_steps == 320  # Lightning counts batches: 8 updates each
 
@@ -233,9 +241,54 @@ def test_updates_per_step_refuses_a_loss_scaler_in_one_line() -> None:
     do not: refused at setup, naming the key, instead of unscaled steps."""
     from classicnets.checks import ConfigValueError
 
-    m = module(updates_per_step=4)
+    m = per_pattern_module(updates_per_step=4)
     m.trainer = Trainer(logger=False, accelerator="cpu", devices=1, precision="bf16-mixed")
     m.setup("fit")  # bf16 has no scaler: allowed
     m.trainer.precision_plugin.scaler = torch.amp.GradScaler("cpu")
     with pytest.raises(ConfigValueError, match=r"^trainer\.precision=.*updates_per_step > 1"):
         m.setup("fit")
+
+
+def test_the_recipes_with_several_updates_per_step_select_the_per_pattern_module(
+    tmp_path: Path,
+) -> None:
+    from conftest import CONF_DIR
+
+    per_pattern = []
+    for recipe in sorted(p.stem for p in CONF_DIR.glob("model/*.yaml")):
+        cfg = compose_config("train", [f"model={recipe}"], tmp_path)
+        target = cfg.model._target_.rsplit(".", 1)[-1]
+        if cfg.model.get("updates_per_step", 1) > 1:
+            per_pattern.append(recipe)
+            assert target == "PerPatternModule", recipe
+        else:
+            assert target == "ClassificationModule", recipe
+    assert per_pattern == ["lenet5", "lenet5_modern"]
+
+
+def test_a_per_pattern_checkpoint_and_an_older_one_evaluate_with_the_general_module(
+    tmp_path: Path, train_main, eval_main
+) -> None:
+    """How the run stepped is the run config's, not the network's: evaluation rebuilds the
+    general module. Older checkpoints name the general module with ``updates_per_step``."""
+    from classicnets.run.checkpoints import CONFIG_KEY
+
+    run_dir = tmp_path / "run"
+    overrides = [*TINY, "logger=none", "test=false", "trainer.max_epochs=1",
+                 "callbacks.sdlm_curvature.samples=20"]  # fmt: skip
+    train_main(compose_config("train", overrides, run_dir))
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert "updates_per_step" not in checkpoint["hyper_parameters"]
+    assert checkpoint[CONFIG_KEY]["model"]["updates_per_step"] == 32
+    older = dict(
+        checkpoint, hyper_parameters={**checkpoint["hyper_parameters"], "updates_per_step": 32}
+    )
+    older[CONFIG_KEY]["model"]["_target_"] = "classicnets.module.ClassificationModule"
+    torch.save(older, tmp_path / "older.ckpt")
+    scores = []
+    for path in (run_dir / "checkpoints" / "last.ckpt", tmp_path / "older.ckpt"):
+        metrics = eval_main(
+            compose_config("eval", [f"ckpt_path={path}", *TINY[:4]], tmp_path / path.stem)
+        )
+        scores.append(metrics["test/acc_top1"])
+    assert scores[0] == scores[1] and 0 <= scores[0] <= 1

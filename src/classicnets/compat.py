@@ -1,4 +1,5 @@
-"""Every place classicnets reaches into Lightning's private names, in one module.
+"""Every place classicnets reaches into a library's private names (Lightning's, torch's), in one
+module.
 
 Lightning's fit loop restores a stateful train loader's position (mid-epoch resume) only when it
 builds the loader after the checkpoint is loaded. A module whose ``configure_optimizers`` asks for
@@ -20,10 +21,18 @@ of a LeNet-5 update): :func:`counted_step` takes the step the way it does, count
 A single-device strategy has no public cluster environment (SLURM's requeue settings):
 :func:`cluster_environment` reads the one the Trainer's private accelerator connector detected.
 
-Importing this module checks that each name still exists where it is patched, so that a
-Lightning release that renames one fails at once, naming it and the versions involved, instead
-of silently running Lightning's own hook. ``pyproject.toml`` pins the minor version the tests ran
-with (:data:`TESTED_LIGHTNING`).
+Lightning's :class:`~lightning.pytorch.callbacks.WeightAveraging` keeps its averaged model in a
+private attribute and has no public way to ask whether anything has been averaged yet (GoogLeNet's
+Polyak average starts late): :func:`averaged_model` reads it.
+
+torch has no public base class of its batch and instance norms (:data:`NORM_LAYERS`, the layers
+spared weight decay as "norm"), and no public fused multi-tensor ``addcdiv``
+(:func:`foreach_addcdiv_`, SDLM's update: per pattern, ten per-tensor ops cost more than the math).
+
+Importing this module checks that each name still exists where it is used, so that a release
+that renames one fails at once, naming it and the versions involved, instead of silently running
+the library's own hook. ``pyproject.toml`` pins the minor version of Lightning the tests ran with
+(:data:`TESTED_LIGHTNING`).
 """
 
 from __future__ import annotations
@@ -33,13 +42,18 @@ from functools import partial
 from types import ModuleType
 
 import lightning
+import torch
 from lightning import Callback, LightningModule, Trainer
 from lightning.fabric.plugins.environments import ClusterEnvironment
 from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
+from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.loops import fit_loop
 from lightning.pytorch.loops.optimization import manual
 from lightning.pytorch.strategies.launchers import subprocess_script as pytorch_launcher
+from torch import Tensor, nn
+from torch.nn.modules import batchnorm
+from torch.optim.swa_utils import AveragedModel
 
 TESTED_LIGHTNING = "2.6"
 # (module, private name): the Fabric launcher defines each hook, the PyTorch one imports it.
@@ -55,23 +69,52 @@ PATCHED = (
     # what LightningOptimizer.step calls around the step under manual optimisation
     (manual._ManualOptimization, "_on_before_step"),
     (manual._ManualOptimization, "_on_after_step"),
+    # an instance attribute: looked for on a fresh callback (see the check below)
+    (WeightAveraging, "_average_model"),
 )
+# Every private torch name used here.
+TORCH_PRIVATE = ((batchnorm, "_NormBase"), (torch, "_foreach_addcdiv_"))
 
 
-class LightningChangedError(ImportError):
+class LibraryChangedError(ImportError):
+    """A private name of a library that classicnets uses is gone."""
+
+
+class LightningChangedError(LibraryChangedError):
     """A private Lightning name that classicnets patches is gone."""
 
 
 def check(patched: tuple[tuple[object, str], ...] = PATCHED) -> None:
     """Fail loudly when a patched name is missing (a Lightning release renamed it)."""
-    for module, name in patched:
-        if not hasattr(module, name):
-            where = getattr(module, "__name__", type(module).__name__)
+    for owner, name in patched:
+        if not _has(owner, name):
             raise LightningChangedError(
-                f"{where}.{name} does not exist in Lightning {lightning.__version__}; "
+                f"{_where(owner)}.{name} does not exist in Lightning {lightning.__version__}; "
                 f"classicnets patches it (classicnets/compat.py) and was tested with Lightning "
                 f"{TESTED_LIGHTNING}.x: install lightning~={TESTED_LIGHTNING}.0 or update compat.py"
             )
+
+
+def check_torch(private: tuple[tuple[object, str], ...] = TORCH_PRIVATE) -> None:
+    """Fail loudly when a private torch name used here is missing (a torch release renamed it)."""
+    for owner, name in private:
+        if not _has(owner, name):
+            raise LibraryChangedError(
+                f"{_where(owner)}.{name} does not exist in torch {torch.__version__}; "
+                "classicnets uses it (classicnets/compat.py): install the torch version "
+                "pyproject.toml names or update compat.py"
+            )
+
+
+def _has(owner: object, name: str) -> bool:
+    """``owner.name`` exists; a callback class's attribute is looked for on a fresh instance."""
+    if isinstance(owner, type) and issubclass(owner, Callback):
+        return hasattr(owner(), name)
+    return hasattr(owner, name)
+
+
+def _where(owner: object) -> str:
+    return getattr(owner, "__name__", type(owner).__name__)
 
 
 def replace_launcher_hooks(
@@ -98,6 +141,23 @@ def restore_train_loader_position(trainer: Trainer) -> None:
 
 
 check()
+check_torch()
+
+# Every layer with per-channel norm parameters: BatchNorm*, SyncBatchNorm, InstanceNorm*
+# (torch's private _NormBase), GroupNorm, LayerNorm.
+NORM_LAYERS: tuple[type[nn.Module], ...] = (batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def foreach_addcdiv_(
+    tensors: list[Tensor], numerators: list[Tensor], denominators: list[Tensor], value: float
+) -> None:
+    """``t += value * n / d`` for every tensor of a list, in one fused kernel per device."""
+    torch._foreach_addcdiv_(tensors, numerators, denominators, value=value)
+
+
+def averaged_model(callback: WeightAveraging) -> AveragedModel | None:
+    """The callback's averaged model, None before the fit has set it up."""
+    return callback._average_model
 
 
 def counted_step(optimizer: LightningOptimizer, hooks: Sequence[Callable[[], None]]) -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
-import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -14,19 +12,26 @@ from lightning import LightningModule
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LinearLR
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from classicnets import checks, compat
 from classicnets.models import get_model, model_info
 from classicnets.models.init_from import init_from as copy_weights_from
+from classicnets.optim.build import (
+    OptimizerFactory,
+    OptimizerRecipe,
+    RunSize,
+    SchedulerFactory,
+    build_optimization,
+)
 from classicnets.step_window import StepWindow
 
 log = logging.getLogger(__name__)
 
-OptimizerFactory = Callable[..., Optimizer]
-SchedulerFactory = Callable[[Optimizer], Any]
+# Hyperparameters that older checkpoints carry and this module does not take: how their training
+# stepped (``updates_per_step``, now the per-pattern module's), which evaluation does not use.
+RETIRED_HYPERPARAMETERS = ("updates_per_step",)
 
 
 NO_DECAY_KINDS = ("bias", "norm", "depthwise")
@@ -42,7 +47,7 @@ def parameter_groups(net: nn.Module, no_weight_decay: Sequence[str]) -> list[dic
     decay: list[nn.Parameter] = []
     spared: list[nn.Parameter] = []
     for module in net.modules():
-        is_norm = isinstance(module, nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm)
+        is_norm = isinstance(module, compat.NORM_LAYERS)
         is_depthwise = isinstance(module, nn.Conv2d) and 1 < module.groups == module.in_channels
         for name, param in module.named_parameters(recurse=False):
             if not param.requires_grad:
@@ -64,11 +69,6 @@ def accuracy_metrics(num_classes: int, top5: bool, prefix: str | None = None) ->
     return MetricCollection(metrics, prefix=prefix)
 
 
-def scaled_learning_rate(base_lr: float, batch_size: int, reference_batch_size: int) -> float:
-    """Linear scaling rule (Goyal et al. 2017): the LR grows with the global batch."""
-    return base_lr * batch_size / reference_batch_size
-
-
 class ClassificationModule(LightningModule):
     """Image classification with any registered network.
 
@@ -81,20 +81,21 @@ class ClassificationModule(LightningModule):
         aux_loss_weights: weights of the auxiliary heads' losses (GoogLeNet: 0.3 each).
         label_smoothing: as in ``F.cross_entropy``.
         no_weight_decay: parameter kinds kept out of weight decay (see ``parameter_groups``).
-        reference_batch_size: the paper's global batch; None disables LR scaling.
+        reference_batch_size, scale_lr, warmup_epochs: the linear scaling rule and its warm-up
+            (``classicnets.optim.build.OptimizerRecipe``).
         batch_size: this run's global batch.
-        scale_lr: apply the linear scaling rule when ``batch_size != reference_batch_size``.
-        warmup_epochs: gradual warm-up length when the scaled LR is larger than the paper's.
         compile: ``torch.compile`` the network (``model.compile=true``); a string names the
             backend (``aot_eager``: traced, no code generation, a quick check that it compiles).
         check_every_n_steps: how often the ranks agree that the loss is finite (one host sync);
             a non-finite loss stops the run within this many steps, before any checkpoint.
-        updates_per_step: optimizer steps per training batch, each on the next
-            ``1 / updates_per_step`` of it (the DataModule loads that many update batches at
-            once): LeNet-5's per-pattern updates without Lightning's per-step cost per pattern.
-            Epoch-wise schedules are stepped at epoch ends, step-wise ones after every update.
         init_from: a checkpoint or weights file the network starts from (``models/init_from.py``).
     """
+
+    # Constructor arguments that are not hyperparameters of the trained network: the factories
+    # are code (train.py stores their config), the init_from file only the start (a checkpoint of
+    # this run rebuilds without it). A subclass adds how it steps: evaluation rebuilds a
+    # ClassificationModule from a checkpoint's hyperparameters (``from_hyperparameters``).
+    not_hyperparameters: tuple[str, ...] = ("optimizer", "scheduler", "init_from")
 
     def __init__(
         self,
@@ -113,17 +114,11 @@ class ClassificationModule(LightningModule):
         warmup_epochs: float = 5.0,
         compile: bool | str = False,
         check_every_n_steps: int = 100,
-        updates_per_step: int = 1,
         init_from: str | None = None,
     ) -> None:
         super().__init__()
-        checks.positive_int("model.updates_per_step", updates_per_step)
         checks.positive_int("model.check_every_n_steps", check_every_n_steps)
-        self.updates_per_step = updates_per_step
-        self.automatic_optimization = updates_per_step == 1
-        # The factories are code, not hyperparameters; their config is stored by train.py. The
-        # init_from file is only the start: a checkpoint of this run rebuilds without it.
-        self.save_hyperparameters(ignore=["optimizer", "scheduler", "init_from"])
+        self.save_hyperparameters(ignore=list(self.not_hyperparameters))
         net_kwargs = {k: v for k, v in net.items() if k != "name"}
         checks.builder_arguments(
             "model.net", net["name"], model_info(net["name"]).builder, net_kwargs
@@ -147,38 +142,23 @@ class ClassificationModule(LightningModule):
         # Per-step work that is not the network is batched over windows of steps (see
         # StepWindow): one torchmetrics update costs ~0.1 ms, a per-pattern LeNet-5 step ~2 ms.
         self.window = StepWindow()
-        self._compile_timed = False
+        self._compiled = self._compile_timed = False
 
-    def setup(self, stage: str) -> None:
-        # Several updates per batch need one process: under DDP every update is a Lightning
-        # step of its own (DDP all-reduces once per forward), and the DataModule loads so.
-        if self.hparams.updates_per_step > 1 and self.trainer.world_size > 1:
-            log.info("model.updates_per_step applies to one process; under DDP it is 1")
-            self.updates_per_step = 1
-            self.automatic_optimization = True
-        # fp16 mixed precision scales the loss; the updates of a batch step without the scaler
-        if self.updates_per_step > 1 and getattr(self.trainer.precision_plugin, "scaler", None):
-            raise checks.ConfigValueError(
-                "trainer.precision",
-                self.trainer.precision,
-                "model.updates_per_step > 1 steps without a loss scaler: use bf16-mixed or "
-                "32-true, or model.updates_per_step=1",
-            )
+    @classmethod
+    def from_hyperparameters(cls, hyperparameters: Mapping[str, Any]) -> ClassificationModule:
+        """The module a checkpoint's ``hyper_parameters`` describe (untrained: load its
+        ``state_dict`` next), whichever version of classicnets wrote it."""
+        kept = {k: v for k, v in hyperparameters.items() if k not in RETIRED_HYPERPARAMETERS}
+        return cls(**kept)
 
     def configure_model(self) -> None:
-        """``model.compile=true``: compile the network (not the module), once. The compiled
-        wrapper shares the eager network's parameters and is kept outside the module's children,
-        so checkpoints keep the eager ``state_dict`` keys and load into an uncompiled module."""
-        if self.hparams.compile and self._compiled is None:
+        """``model.compile=true``: compile the network in place, once (``nn.Module.compile``:
+        the parameters and ``state_dict`` keys stay the eager network's, so checkpoints load into
+        an uncompiled module)."""
+        if self.hparams.compile and not self._compiled:
             backend = "inductor" if self.hparams.compile is True else str(self.hparams.compile)
-            object.__setattr__(self, "_compiled_net", torch.compile(self.net, backend=backend))
-
-    @property
-    def _compiled(self) -> Callable[[Tensor], Any] | None:
-        return self.__dict__.get("_compiled_net")
-
-    def _run_net(self, images: Tensor) -> Any:
-        return self._compiled(images) if self._compiled is not None else self.net(images)
+            self.net.compile(backend=backend)
+            self._compiled = True
 
     def forward(self, images: Tensor | list[list[Tensor]]) -> Tensor:
         """Class scores; ``(B, n_crops, C, H, W)`` input averages the softmax over the crops, and
@@ -189,12 +169,14 @@ class ClassificationModule(LightningModule):
             return torch.stack(groups).mean(0, keepdim=True).clamp_min(1e-12).log()
         if images.ndim == 5:
             batch, crops = images.shape[:2]
-            logits = self._run_net(images.flatten(0, 1))
+            logits = self.net(images.flatten(0, 1))
             probs = logits.softmax(dim=-1).view(batch, crops, -1).mean(dim=1)
             return probs.clamp_min(1e-12).log()  # log-probabilities: valid logits for the loss
-        return self._run_net(images)
+        return self.net(images)
 
-    def _loss(self, outputs: Tensor | Sequence[Tensor], targets: Tensor) -> tuple[Tensor, Tensor]:
+    def compute_loss(
+        self, outputs: Tensor | Sequence[Tensor], targets: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Main loss plus the weighted auxiliary losses; returns (loss, main logits)."""
         heads = [outputs] if isinstance(outputs, Tensor) else list(outputs)
         main, aux = heads[0], heads[1:]
@@ -211,38 +193,14 @@ class ClassificationModule(LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, targets = batch
-        if self.automatic_optimization:
-            return self._forward_loss(images, targets)
-        # updates_per_step > 1: one optimizer step per slice; Lightning's own per-step work
-        # (hooks, progress, loop bookkeeping: ~1 ms, more than a per-pattern LeNet-5 update on
-        # 2 cores) is paid once per batch of slices.
-        optimizer = self.optimizers()
-        hooks = compat.before_step_hooks(self.trainer, optimizer)
-        per_update = [
-            c.scheduler for c in self.trainer.lr_scheduler_configs if c.interval == "step"
-        ]
-        clip = self.trainer.gradient_clip_val
-        # Slices of the update batch (one process: the global batch), the epoch's last shorter.
-        size = self.hparams.batch_size or math.ceil(len(targets) / self.updates_per_step)
-        for slice_images, slice_targets in zip(
-            images.split(size), targets.split(size), strict=True
-        ):
-            loss = self._forward_loss(slice_images, slice_targets)
-            optimizer.zero_grad(set_to_none=True)
-            # Not manual_backward: its two callback rounds (on_before/after_backward) cost a
-            # tenth of a LeNet-5 update. One process (see setup), no loss scaling (fp32, bf16).
-            loss.backward()
-            if clip:
-                self.clip_gradients(optimizer, clip, self.trainer.gradient_clip_algorithm)
-            compat.counted_step(optimizer, hooks)  # optimizer.step() without the no-op hooks
-            for scheduler in per_update:
-                scheduler.step()
-        return loss.detach()
+        return self.forward_loss(images, targets)
 
-    def _forward_loss(self, images: Tensor, targets: Tensor) -> Tensor:
-        timed = self._compiled is not None and not self._compile_timed
+    def forward_loss(self, images: Tensor, targets: Tensor) -> Tensor:
+        """The training loss of one optimizer step's batch, its predictions kept for the
+        training metrics (in the step window)."""
+        timed = self._compiled and not self._compile_timed
         start = time.perf_counter()
-        loss, logits = self._loss(self._run_net(images), targets)
+        loss, logits = self.compute_loss(self.net(images), targets)
         if timed:  # the forward of the first step is where compilation happens
             self._compile_timed = True
             seconds = time.perf_counter() - start
@@ -283,10 +241,6 @@ class ClassificationModule(LightningModule):
         if self.train_loss.update_count:  # not an empty epoch
             self.log_dict(self.train_metrics, on_step=False, on_epoch=True, prog_bar=True)
             self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True)
-        if not self.automatic_optimization:  # what Lightning does for epoch-wise schedules
-            for config in self.trainer.lr_scheduler_configs:
-                if config.interval == "epoch" and (self.current_epoch + 1) % config.frequency == 0:
-                    config.scheduler.step()
 
     def load_state_dict(
         self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
@@ -329,72 +283,33 @@ class ClassificationModule(LightningModule):
 
     def configure_optimizers(self) -> tuple[list[Optimizer], list[dict[str, Any]]]:
         """Always ``([optimizer], [scheduler configs])``, the list empty without a schedule."""
-        if self.optimizer_factory is None:
-            raise ValueError("no optimizer configured: set model.optimizer in the config")
-        if self.hparams.no_weight_decay:
-            params = parameter_groups(self.net, self.hparams.no_weight_decay)
-        else:
-            params = list(self.parameters())
-        lr, warmup_factor = self._scaled_lr()
-        optimizer = self.optimizer_factory(params=params, **({"lr": lr} if lr else {}))
-        schedulers: list[dict[str, Any]] = []
-        if self.scheduler_factory is not None:
-            settings = dict(self.hparams.scheduler_config or {})
-            if settings.get("monitor") is None:
-                settings.pop("monitor", None)
-            elif not self.automatic_optimization:
-                raise ValueError("a monitored scheduler needs model.updates_per_step=1")
-            kwargs = {}
-            if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
-                kwargs["total_steps"] = self._estimated_updates()
-            scheduler = self.scheduler_factory(optimizer, **kwargs)
-            schedulers.append({"scheduler": scheduler, **settings})
-        if warmup_factor:
-            # Goyal et al. 2017, section 2.2: from the paper's rate η (factor 1/k of the scaled
-            # kη), "increment it by a constant amount at each iteration" for warmup_epochs.
-            # Built after the main scheduler: both scale the LR multiplicatively, so they chain.
-            fraction = min(1.0, self.hparams.warmup_epochs / self.trainer.max_epochs)
-            steps = max(1, int(self._estimated_updates() * fraction))
-            warmup = LinearLR(optimizer, warmup_factor, 1.0, steps)
-            schedulers.append({"scheduler": warmup, "interval": "step"})
+        optimizer, schedulers = build_optimization(
+            self.optimizer_recipe(), self.optimizer_parameters(), self.run_size()
+        )
         return [optimizer], schedulers
 
-    def _estimated_updates(self) -> int:
-        """Optimizer steps in the whole run (Lightning counts batches)."""
-        return int(self.trainer.estimated_stepping_batches) * self.updates_per_step
-
-    def _scaled_lr(self) -> tuple[float | None, float]:
-        """(this run's LR, or None to keep the optimizer's; the warm-up's start factor 1/k, or 0
-        for no warm-up), from the linear scaling rule (Goyal et al. 2017)."""
+    def optimizer_recipe(self) -> OptimizerRecipe:
+        """The recipe's optimizer, schedule and LR scaling (``model.*``)."""
+        if self.optimizer_factory is None:
+            raise ValueError("no optimizer configured: set model.optimizer in the config")
         hp = self.hparams
-        if not hp.reference_batch_size or not hp.batch_size:
-            return None, 0.0
-        if hp.batch_size == hp.reference_batch_size:
-            return None, 0.0
-        if not hp.scale_lr:
-            log.info(
-                "global batch %d differs from the paper's %d; LR scaling is off (model.scale_lr)",
-                hp.batch_size, hp.reference_batch_size,
-            )  # fmt: skip
-            return None, 0.0
-        base = base_learning_rate(self.optimizer_factory)
-        ratio = hp.batch_size / hp.reference_batch_size
-        lr = scaled_learning_rate(base, hp.batch_size, hp.reference_batch_size)
-        warmup = ratio > 1 and hp.warmup_epochs and self.trainer.max_epochs
-        log.info(
-            "linear LR scaling: global batch %d vs the paper's %d, LR x%.4g -> %.6g%s",
-            hp.batch_size, hp.reference_batch_size, ratio, lr,
-            f", warm-up from x{1 / ratio:.4g} over {hp.warmup_epochs:g} epochs" if warmup else "",
-        )  # fmt: skip
-        return lr, 1.0 / ratio if warmup else 0.0
+        return OptimizerRecipe(
+            optimizer=self.optimizer_factory,
+            scheduler=self.scheduler_factory,
+            scheduler_config=dict(hp.scheduler_config or {}),
+            reference_batch_size=hp.reference_batch_size,
+            scale_lr=hp.scale_lr,
+            warmup_epochs=hp.warmup_epochs,
+        )
 
+    def optimizer_parameters(self) -> list[Any]:
+        """The parameters, in groups where some kinds are spared weight decay."""
+        if self.hparams.no_weight_decay:
+            return parameter_groups(self.net, self.hparams.no_weight_decay)
+        return list(self.parameters())
 
-def base_learning_rate(factory: OptimizerFactory) -> float:
-    """The LR an optimizer factory (a partial) builds with: its ``lr`` keyword or the default."""
-    keywords = getattr(factory, "keywords", {}) or {}
-    if "lr" in keywords:
-        return float(keywords["lr"])
-    default = inspect.signature(factory).parameters.get("lr")
-    if default is None or not isinstance(default.default, int | float):
-        raise ValueError("LR scaling needs the optimizer's lr: set model.optimizer.lr")
-    return float(default.default)
+    def run_size(self) -> RunSize:
+        """This run's length, which the schedule depends on (Lightning counts the batches)."""
+        trainer = self.trainer
+        steps = int(trainer.estimated_stepping_batches)
+        return RunSize(steps, int(trainer.max_epochs or 0), self.hparams.batch_size)

@@ -27,7 +27,7 @@ ILSVRC_CLASSES = 1000
 
 def restore_model(checkpoint: Mapping[str, Any]) -> ClassificationModule:
     """The trained network, in eval mode: rebuilt from the hyperparameters in the checkpoint."""
-    model = ClassificationModule(**checkpoint["hyper_parameters"])
+    model = ClassificationModule.from_hyperparameters(checkpoint["hyper_parameters"])
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
 

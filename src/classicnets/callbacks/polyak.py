@@ -16,6 +16,8 @@ from lightning import LightningModule, Trainer
 from lightning.pytorch.callbacks import WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
+from classicnets import compat
+
 
 class PolyakAveraging(WeightAveraging):
     """Average the weights after every optimizer step, from epoch ``start_epoch`` on.
@@ -48,7 +50,8 @@ class PolyakAveraging(WeightAveraging):
         return self._average_model.module if self._has_average() else None
 
     def _has_average(self) -> bool:
-        return self._average_model is not None and int(self._average_model.n_averaged) > 0
+        average = compat.averaged_model(self)
+        return average is not None and int(average.n_averaged) > 0
 
     # Lightning swaps in the average model even before its first update, which would evaluate,
     # keep or save the initial weights while ``start_epoch`` has not come yet; do so only once

@@ -1,5 +1,6 @@
 """The learning rate a recipe will use at every epoch, found by stepping the optimizer and the
-schedulers that ``ClassificationModule.configure_optimizers`` builds, without data or a fit.
+schedulers that training builds (``classicnets.optim.build.build_optimization``, from the recipe
+and the run's size), without a fit.
 
 Lightning's order is kept: per-step schedulers (the warm-up) step after every optimizer step,
 per-epoch ones after every epoch, each every ``frequency`` of its interval. A plateau scheduler
@@ -9,7 +10,6 @@ steps on a validation metric, which only a real run has: it is reported as its r
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ from lightning import LightningModule
 from omegaconf import DictConfig
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from classicnets.optim.build import RunSize, build_optimization
 
 # ILSVRC-2012's training set (Russakovsky et al. 2015, Table 2): one ImageNet epoch.
 ILSVRC2012_TRAIN_IMAGES = 1_281_167
@@ -35,31 +37,19 @@ class EpochSize:
     source: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class PlannedRun:
-    """The part of a ``Trainer`` that ``configure_optimizers`` reads, known before any data is
-    loaded: a stand-in for the run's Trainer, whose ``estimated_stepping_batches`` needs a fit."""
+    """The run ``cfg.trainer`` describes, counted before any data is loaded, on one process (the
+    global batch is what counts)."""
 
-    max_epochs: int
-    num_training_batches: int
+    steps_per_epoch: int  # Lightning steps (batches, or groups of accumulate_grad_batches)
+    size: RunSize  # what the optimizer and its schedule are built for
     accumulate_grad_batches: int = 1
     max_steps: int = -1
-    current_epoch: int = 0
-    global_step: int = 0
-    world_size: int = 1
-    global_rank: int = 0
-    training: bool = True
 
     @property
-    def steps_per_epoch(self) -> int:
-        """Optimizer steps per epoch (Lightning also steps on an epoch's last partial group)."""
-        return math.ceil(self.num_training_batches / self.accumulate_grad_batches)
-
-    @property
-    def estimated_stepping_batches(self) -> int:
-        """As ``Trainer.estimated_stepping_batches``: optimizer steps of the whole run."""
-        steps = self.steps_per_epoch * max(self.max_epochs, 1)
-        return min(steps, self.max_steps) if self.max_steps != -1 else steps
+    def max_epochs(self) -> int:
+        return self.size.epochs
 
 
 @dataclass
@@ -96,7 +86,8 @@ def count_epoch(cfg: DictConfig) -> tuple[EpochSize, Any]:
 
 
 def planned_run(cfg: DictConfig, epoch: EpochSize) -> PlannedRun:
-    """The run ``cfg.trainer`` describes, on one process (the global batch is what counts)."""
+    """The run ``cfg.trainer`` describes: as many Lightning steps as the Trainer will take
+    (``limit_train_batches``, ``accumulate_grad_batches``, ``max_steps``)."""
     trainer = cfg.trainer
     batches = epoch.batches
     limit = trainer.get("limit_train_batches")
@@ -104,17 +95,23 @@ def planned_run(cfg: DictConfig, epoch: EpochSize) -> PlannedRun:
         batches = int(batches * limit)
     elif isinstance(limit, int) and not isinstance(limit, bool):
         batches = min(batches, limit)
-    return PlannedRun(
-        max_epochs=int(trainer.max_epochs),
-        num_training_batches=batches,
-        accumulate_grad_batches=int(trainer.get("accumulate_grad_batches") or 1),
-        max_steps=int(trainer.get("max_steps") or -1),
+    accumulate = int(trainer.get("accumulate_grad_batches") or 1)
+    max_steps = int(trainer.get("max_steps") or -1)
+    epochs = int(trainer.max_epochs)
+    per_epoch = math.ceil(batches / accumulate)  # Lightning steps on an epoch's last partial group
+    steps = per_epoch * max(epochs, 1)
+    size = RunSize(
+        steps=min(steps, max_steps) if max_steps != -1 else steps,
+        epochs=epochs,
+        global_batch=int(cfg.data.batch_size),
+        updates_per_step=int(cfg.model.get("updates_per_step") or 1),
     )
+    return PlannedRun(per_epoch, size, accumulate, max_steps)
 
 
-def build_module(cfg: DictConfig, datamodule: Any, run: PlannedRun) -> LightningModule:
+def build_module(cfg: DictConfig, datamodule: Any) -> LightningModule:
     """The recipe's LightningModule, on the meta device where the network allows it (no memory,
-    no init: the schedule does not depend on the weights), attached to the planned run."""
+    no init: the schedule does not depend on the weights)."""
     try:
         num_classes = datamodule.num_classes
     except FileNotFoundError:  # an ImageNet tree not built yet
@@ -125,31 +122,7 @@ def build_module(cfg: DictConfig, datamodule: Any, run: PlannedRun) -> Lightning
             module = hydra.utils.instantiate(cfg.model, **kwargs, _convert_="all")
     except (NotImplementedError, RuntimeError):
         module = hydra.utils.instantiate(cfg.model, **kwargs, _convert_="all")
-    module.trainer = run  # type: ignore[assignment]  # what configure_optimizers reads
     return module
-
-
-def _as_configs(conf: Any) -> tuple[Optimizer, list[dict[str, Any]]]:
-    """The optimizer and Lightning-style scheduler configs of a ``configure_optimizers`` result
-    (an optimizer; ``{"optimizer", "lr_scheduler"}``; or ``([optimizer], [schedulers])``)."""
-    if isinstance(conf, Optimizer):
-        return conf, []
-    if isinstance(conf, Mapping):
-        optimizer, schedulers = conf["optimizer"], [conf.get("lr_scheduler")]
-    else:
-        optimizers, schedulers = conf
-        if len(optimizers) != 1:
-            raise ValueError(f"one optimizer expected, the module configures {len(optimizers)}")
-        optimizer = optimizers[0]
-    configs = []
-    for entry in schedulers:
-        if entry is None:
-            continue
-        entry = dict(entry) if isinstance(entry, Mapping) else {"scheduler": entry}
-        entry.setdefault("interval", "epoch")
-        entry.setdefault("frequency", 1)
-        configs.append(entry)
-    return optimizer, configs
 
 
 def _lr(optimizer: Optimizer) -> float:
@@ -157,11 +130,14 @@ def _lr(optimizer: Optimizer) -> float:
 
 
 def trace_schedule(module: LightningModule, run: PlannedRun) -> Schedule:
-    """Step the module's optimizer and schedulers through the planned run."""
-    optimizer, configs = _as_configs(module.configure_optimizers())
+    """Step the optimizer and schedulers built for the module's recipe through the planned run."""
+    optimizer, configs = build_optimization(
+        module.optimizer_recipe(), module.optimizer_parameters(), run.size
+    )
     schedule = Schedule()
     per_step, per_epoch = [], []
     for entry in configs:
+        entry = {"interval": "epoch", "frequency": 1, **entry}  # Lightning's defaults
         scheduler, interval = entry["scheduler"], entry["interval"]
         schedule.schedulers.append(f"{type(scheduler).__name__} (per {interval})")
         if isinstance(scheduler, ReduceLROnPlateau):
@@ -174,29 +150,29 @@ def trace_schedule(module: LightningModule, run: PlannedRun) -> Schedule:
     optimizer.step()
     # A module that takes several optimizer updates per Lightning step steps its per-step
     # schedulers after every update (model.updates_per_step); their length counts updates too.
-    steps = run.steps_per_epoch * getattr(module, "updates_per_step", 1)
+    steps = run.steps_per_epoch * run.size.updates_per_step
+    global_step = 0  # optimizer updates, as trainer.global_step counts them
     for epoch in range(run.max_epochs):
-        run.current_epoch = epoch
         schedule.first.append(_lr(optimizer))
         schedule.groups_differ |= len({g["lr"] for g in optimizer.param_groups}) > 1
         if per_step:
             for batch_idx in range(steps):
-                if run.global_step == run.max_steps:
+                if global_step == run.max_steps:
                     break
                 schedule.curve.append((epoch + batch_idx / steps, _lr(optimizer)))
-                run.global_step += 1
+                global_step += 1
                 for entry in per_step:
                     if (batch_idx + 1) % entry["frequency"] == 0:
                         entry["scheduler"].step()
             schedule.last.append(schedule.curve[-1][1])
         else:
-            run.global_step += steps
+            global_step += steps
             schedule.curve.append((epoch, _lr(optimizer)))
             schedule.last.append(_lr(optimizer))
         for entry in per_epoch:
             if (epoch + 1) % entry["frequency"] == 0:
                 entry["scheduler"].step()
-        if run.max_steps != -1 and run.global_step >= run.max_steps:
+        if run.max_steps != -1 and global_step >= run.max_steps:
             break
     schedule.curve.append((len(schedule.first), schedule.last[-1]))  # the end of the last epoch
     return schedule

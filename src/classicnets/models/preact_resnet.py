@@ -17,7 +17,6 @@ the last conv of every residual branch (a pre-activation branch ends in a conv, 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import torch
@@ -135,21 +134,38 @@ class PreActResNet(ResNet):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-# One line per variant: (unit, units per stage, params, GMACs), all ours, measured on this layout:
-# the paper states none (its ImageNet models are the 152 and the 200). Parameters: ResNet's count
-# less the BN of its projections (1,792 for 18/34, 7,680 for 50+); the other BN differences cancel:
-# the final BN (2·512·expansion) balances the stage-entry BNs, which see the narrower input, and
-# the first unit's, which the stem's BN replaces. GMACs equal the v1.5 ResNet's. The 200 is Table
-# 5's ResNet-200 (fb.resnet.torch's preresnet.lua: [3, 24, 36, 3]); ResNeXt's Table 4 ranks it
-# among the nets of twice ResNet-101's ~7.8 GFLOPs.
-PREACT_RESNETS = {
-    "preact_resnet18": (PreActBasicBlock, [2, 2, 2, 2], 11_687_720, 1.814),
-    "preact_resnet34": (PreActBasicBlock, [3, 4, 6, 3], 21_795_880, 3.664),
-    "preact_resnet50": (PreActBottleneck, [3, 4, 6, 3], 25_549_352, 4.089),
-    "preact_resnet101": (PreActBottleneck, [3, 4, 23, 3], 44_541_480, 7.801),
-    "preact_resnet152": (PreActBottleneck, [3, 8, 36, 3], 60_185_128, 11.514),
-    "preact_resnet200": (PreActBottleneck, [3, 24, 36, 3], 64_666_152, 15.007),
-}
-for name, (block, layers, params, gmacs) in PREACT_RESNETS.items():
-    register = register_model(name, input_size=224, paper=PAPER, params=params, gmacs=gmacs)
-    register(partial(PreActResNet, block, layers))
+# One builder per variant; params and GMACs are ours, measured on this layout: the paper states
+# none (its ImageNet models are the 152 and the 200). Parameters: ResNet's count less the BN of its
+# projections (1,792 for 18/34, 7,680 for 50+); the other BN differences cancel: the final BN
+# (2·512·expansion) balances the stage-entry BNs, which see the narrower input, and the first
+# unit's, which the stem's BN replaces. GMACs equal the v1.5 ResNet's.
+@register_model(input_size=224, paper=PAPER, params=11_687_720, gmacs=1.814)
+def preact_resnet18(**kwargs: Any) -> PreActResNet:
+    return PreActResNet(PreActBasicBlock, [2, 2, 2, 2], **kwargs)
+
+
+@register_model(input_size=224, paper=PAPER, params=21_795_880, gmacs=3.664)
+def preact_resnet34(**kwargs: Any) -> PreActResNet:
+    return PreActResNet(PreActBasicBlock, [3, 4, 6, 3], **kwargs)
+
+
+@register_model(input_size=224, paper=PAPER, params=25_549_352, gmacs=4.089)
+def preact_resnet50(**kwargs: Any) -> PreActResNet:
+    return PreActResNet(PreActBottleneck, [3, 4, 6, 3], **kwargs)
+
+
+@register_model(input_size=224, paper=PAPER, params=44_541_480, gmacs=7.801)
+def preact_resnet101(**kwargs: Any) -> PreActResNet:
+    return PreActResNet(PreActBottleneck, [3, 4, 23, 3], **kwargs)
+
+
+@register_model(input_size=224, paper=PAPER, params=60_185_128, gmacs=11.514)
+def preact_resnet152(**kwargs: Any) -> PreActResNet:
+    return PreActResNet(PreActBottleneck, [3, 8, 36, 3], **kwargs)
+
+
+# Table 5's ResNet-200 (fb.resnet.torch's preresnet.lua: [3, 24, 36, 3]); ResNeXt's Table 4 ranks
+# it among the nets of twice ResNet-101's ~7.8 GFLOPs.
+@register_model(input_size=224, paper=PAPER, params=64_666_152, gmacs=15.007)
+def preact_resnet200(**kwargs: Any) -> PreActResNet:
+    return PreActResNet(PreActBottleneck, [3, 24, 36, 3], **kwargs)

@@ -36,7 +36,7 @@ class UnknownModelError(ValueError):
 
 
 def register_model(
-    name: str,
+    name: str | None = None,
     *,
     input_size: int,
     paper: str,
@@ -46,13 +46,20 @@ def register_model(
     paper_macs: float | None = None,
     torchvision_twin: str | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator that adds a builder to the registry under ``name``; duplicates are refused."""
+    """Decorator that adds a builder to the registry under ``name``, by default the builder's
+    own name (so ``grep "def resnet50("`` finds the network); duplicates are refused.
+
+        @register_model(input_size=224, paper="He et al. 2015", params=25_557_032, gmacs=4.089)
+        def resnet50(**kwargs: Any) -> ResNet:
+            return ResNet(Bottleneck, [3, 4, 6, 3], **kwargs)
+    """
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelInfo(
-            name, builder, input_size, paper, params, gmacs, paper_params, paper_macs,
+        key = name or builder.__name__
+        if key in _REGISTRY:
+            raise ValueError(f"model {key!r} is registered twice")
+        _REGISTRY[key] = ModelInfo(
+            key, builder, input_size, paper, params, gmacs, paper_params, paper_macs,
             torchvision_twin,
         )  # fmt: skip
         return builder

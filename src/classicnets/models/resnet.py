@@ -14,7 +14,6 @@ torchvision ResNet state_dict loads into ours by name.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -223,44 +222,115 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-# One line per variant: (block, units per stage, params, GMACs, the paper's GMACs). params and
-# GMACs are ours, of the builders' defaults: torchvision's v1.5 networks with option B shortcuts,
-# whose parameter counts are torchvision's (the paper states none). The paper's GMACs are Table 1's
-# FLOPs (multiply-adds), which count the networks the recipes build: the stride on the first 1×1
-# (stride_in_1x1=true; ours 3.858 / 7.570 / 11.282) and option A for 18/34 (ours 1.795 / 3.644).
-RESNETS = {
-    "resnet18": (BasicBlock, [2, 2, 2, 2], 11_689_512, 1.814, 1.8),
-    "resnet34": (BasicBlock, [3, 4, 6, 3], 21_797_672, 3.664, 3.6),
-    "resnet50": (Bottleneck, [3, 4, 6, 3], 25_557_032, 4.089, 3.8),
-    "resnet101": (Bottleneck, [3, 4, 23, 3], 44_549_160, 7.801, 7.6),
-    "resnet152": (Bottleneck, [3, 8, 36, 3], 60_192_808, 11.514, 11.3),
-}
-for name, (block, layers, params, gmacs, paper_macs) in RESNETS.items():
-    register = register_model(name, input_size=224, paper=PAPER, params=params, gmacs=gmacs,
-                              paper_macs=paper_macs, torchvision_twin=name)  # fmt: skip
-    register(partial(ResNet, block, layers))
+# One builder per variant. params and GMACs are ours, of the builders' defaults: torchvision's v1.5
+# networks with option B shortcuts, whose parameter counts are torchvision's (the paper states
+# none). The paper's GMACs are Table 1's FLOPs (multiply-adds), which count the networks the
+# recipes build: the stride on the first 1×1 (stride_in_1x1=true; ours 3.858 / 7.570 / 11.282) and
+# option A for 18/34 (ours 1.795 / 3.644).
+@register_model(
+    input_size=224,
+    paper=PAPER,
+    params=11_689_512,
+    gmacs=1.814,
+    paper_macs=1.8,
+    torchvision_twin="resnet18",
+)
+def resnet18(**kwargs: Any) -> ResNet:
+    return ResNet(BasicBlock, [2, 2, 2, 2], **kwargs)
 
-# ResNeXt (Xie et al. 2017): bottlenecks whose 3×3 is ``groups`` paths of ``width`` channels at
-# conv2 (doubling per stage), the stride in the 3×3, option B shortcuts (section 4). One line per
-# variant: (units per stage, groups, width, params, GMACs, the paper's params, the paper's GMACs).
+
+@register_model(
+    input_size=224,
+    paper=PAPER,
+    params=21_797_672,
+    gmacs=3.664,
+    paper_macs=3.6,
+    torchvision_twin="resnet34",
+)
+def resnet34(**kwargs: Any) -> ResNet:
+    return ResNet(BasicBlock, [3, 4, 6, 3], **kwargs)
+
+
+@register_model(
+    input_size=224,
+    paper=PAPER,
+    params=25_557_032,
+    gmacs=4.089,
+    paper_macs=3.8,
+    torchvision_twin="resnet50",
+)
+def resnet50(**kwargs: Any) -> ResNet:
+    return ResNet(Bottleneck, [3, 4, 6, 3], **kwargs)
+
+
+@register_model(
+    input_size=224,
+    paper=PAPER,
+    params=44_549_160,
+    gmacs=7.801,
+    paper_macs=7.6,
+    torchvision_twin="resnet101",
+)
+def resnet101(**kwargs: Any) -> ResNet:
+    return ResNet(Bottleneck, [3, 4, 23, 3], **kwargs)
+
+
+@register_model(
+    input_size=224,
+    paper=PAPER,
+    params=60_192_808,
+    gmacs=11.514,
+    paper_macs=11.3,
+    torchvision_twin="resnet152",
+)
+def resnet152(**kwargs: Any) -> ResNet:
+    return ResNet(Bottleneck, [3, 8, 36, 3], **kwargs)
+
+
+# ResNeXt (Xie et al. 2017): bottlenecks whose 3×3 is ``groups`` paths of ``width_per_group``
+# channels at conv2 (doubling per stage), the stride in the 3×3, option B shortcuts (section 4).
 # params and GMACs are ours. The paper's: ResNeXt-50 Table 1 (25.0M, 4.2 GFLOPs); 101 32×4d,
 # Table 3's "~7.8 billion FLOPs" of the 101-layer nets of 1× complexity, no parameter count;
 # 64×4d 83.6M and 15.6 GFLOPs (recalled; Papers with Code lists 83.6M). FLOPs are multiply-adds.
-RESNEXTS = {
-    "resnext50_32x4d": ([3, 4, 6, 3], 32, 4, 25_028_904, 4.230, 25_000_000, 4.2),
-    "resnext101_32x4d": ([3, 4, 23, 3], 32, 4, 44_177_704, 7.970, None, 7.8),
-    "resnext101_64x4d": ([3, 4, 23, 3], 64, 4, 83_455_272, 15.460, 83_600_000, 15.6),
-}
-for name, (layers, groups, width, params, gmacs, paper_params, paper_macs) in RESNEXTS.items():
-    twin = name if name == "resnext50_32x4d" else None  # torchvision ships no 32×4d/64×4d 101
-    register = register_model(name, input_size=224, paper=XIE, params=params, gmacs=gmacs,
-                              paper_params=paper_params, paper_macs=paper_macs,
-                              torchvision_twin=twin)  # fmt: skip
-    register(partial(ResNet, Bottleneck, layers, groups=groups, width_per_group=width))
+# torchvision ships no 32×4d/64×4d 101.
+@register_model(
+    input_size=224,
+    paper=XIE,
+    params=25_028_904,
+    gmacs=4.230,
+    paper_params=25_000_000,
+    paper_macs=4.2,
+    torchvision_twin="resnext50_32x4d",
+)
+def resnext50_32x4d(**kwargs: Any) -> ResNet:
+    return ResNet(Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4, **kwargs)
+
+
+@register_model(input_size=224, paper=XIE, params=44_177_704, gmacs=7.970, paper_macs=7.8)
+def resnext101_32x4d(**kwargs: Any) -> ResNet:
+    return ResNet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=4, **kwargs)
+
+
+@register_model(
+    input_size=224,
+    paper=XIE,
+    params=83_455_272,
+    gmacs=15.460,
+    paper_params=83_600_000,
+    paper_macs=15.6,
+)
+def resnext101_64x4d(**kwargs: Any) -> ResNet:
+    return ResNet(Bottleneck, [3, 4, 23, 3], groups=64, width_per_group=4, **kwargs)
+
 
 # Not a model of the paper: torchvision's 101-layer ResNeXt, 32 paths of 8 channels; every figure
 # here is ours.
-register = register_model("resnext101_32x8d", input_size=224,
-                          paper="torchvision (ResNeXt, Xie et al. 2017)", params=88_791_336,
-                          gmacs=16.414, torchvision_twin="resnext101_32x8d")  # fmt: skip
-register(partial(ResNet, Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=8))
+@register_model(
+    input_size=224,
+    paper="torchvision (ResNeXt, Xie et al. 2017)",
+    params=88_791_336,
+    gmacs=16.414,
+    torchvision_twin="resnext101_32x8d",
+)
+def resnext101_32x8d(**kwargs: Any) -> ResNet:
+    return ResNet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=8, **kwargs)

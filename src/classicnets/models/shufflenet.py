@@ -9,7 +9,7 @@ pool → fc. ShuffleNet v2's module names follow torchvision's, so its state_dic
 
 from __future__ import annotations
 
-from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -196,28 +196,84 @@ class ShuffleNetV2(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
-# One line per variant: (groups or width, params, GMACs, the paper's MFLOPs). params and GMACs are
-# ours, counted on these layouts (v2's parameter counts are also torchvision's); the papers give no
-# parameter counts (the official code's README rounds v1 g=3 to 1.9M, g=8 to 2.4M, and v2 to
-# 1.4 / 2.3 / 3.5 / 7.4M). Paper MFLOPs: v1 Table 1's complexity row (143, 140, 137, 133, 137 for
-# g = 1, 2, 3, 4, 8; recalled, docs/recipes.md has g=3's 137-138M); v2 Table 5 (41, 146, 299, 591).
-V1_VARIANTS = [
-    (1, 1_530_936, 0.1431, 0.143), (2, 1_732_848, 0.1408, 0.140), (3, 1_864_728, 0.1375, 0.137),
-    (4, 1_967_344, 0.1343, 0.133), (8, 2_433_768, 0.1384, 0.137),
-]  # fmt: skip
-# The official code adds dropout 0.2 before the 2× fc; the paper and torchvision do not.
-V2_VARIANTS = [
-    ("0.5", 1_366_792, 0.0405, 0.041), ("1.0", 2_278_604, 0.1449, 0.146),
-    ("1.5", 3_503_624, 0.2958, 0.299), ("2.0", 7_393_996, 0.5833, 0.591),
-]  # fmt: skip
+V1_PAPER = "Zhang et al. 2017"
+V2_PAPER = "Ma et al. 2018"
 
-for groups, params, gmacs, paper_macs in V1_VARIANTS:
-    register = register_model(f"shufflenet_v1_g{groups}", input_size=224, paper="Zhang et al. 2017",
-                              params=params, gmacs=gmacs, paper_macs=paper_macs)  # fmt: skip
-    register(partial(ShuffleNetV1, groups))
-for width, params, gmacs, paper_macs in V2_VARIANTS:
-    name = f"shufflenet_v2_x{width.replace('.', '_')}"
-    register = register_model(name, input_size=224, paper="Ma et al. 2018", params=params,
-                              gmacs=gmacs, paper_macs=paper_macs,
-                              torchvision_twin=name)  # fmt: skip
-    register(partial(ShuffleNetV2, width))
+
+# One builder per variant. params and GMACs are ours, counted on these layouts (v2's parameter
+# counts are also torchvision's); the papers give no parameter counts (the official code's README
+# rounds v1 g=3 to 1.9M, g=8 to 2.4M, and v2 to 1.4 / 2.3 / 3.5 / 7.4M). Paper MFLOPs: v1 Table 1's
+# complexity row (143, 140, 137, 133, 137 for g = 1, 2, 3, 4, 8; recalled, docs/recipes.md has
+# g=3's 137-138M); v2 Table 5 (41, 146, 299, 591).
+@register_model(input_size=224, paper=V1_PAPER, params=1_530_936, gmacs=0.1431, paper_macs=0.143)
+def shufflenet_v1_g1(**kwargs: Any) -> ShuffleNetV1:
+    return ShuffleNetV1(1, **kwargs)
+
+
+@register_model(input_size=224, paper=V1_PAPER, params=1_732_848, gmacs=0.1408, paper_macs=0.140)
+def shufflenet_v1_g2(**kwargs: Any) -> ShuffleNetV1:
+    return ShuffleNetV1(2, **kwargs)
+
+
+@register_model(input_size=224, paper=V1_PAPER, params=1_864_728, gmacs=0.1375, paper_macs=0.137)
+def shufflenet_v1_g3(**kwargs: Any) -> ShuffleNetV1:
+    return ShuffleNetV1(3, **kwargs)
+
+
+@register_model(input_size=224, paper=V1_PAPER, params=1_967_344, gmacs=0.1343, paper_macs=0.133)
+def shufflenet_v1_g4(**kwargs: Any) -> ShuffleNetV1:
+    return ShuffleNetV1(4, **kwargs)
+
+
+@register_model(input_size=224, paper=V1_PAPER, params=2_433_768, gmacs=0.1384, paper_macs=0.137)
+def shufflenet_v1_g8(**kwargs: Any) -> ShuffleNetV1:
+    return ShuffleNetV1(8, **kwargs)
+
+
+# The official code adds dropout 0.2 before the 2× fc; the paper and torchvision do not.
+@register_model(
+    input_size=224,
+    paper=V2_PAPER,
+    params=1_366_792,
+    gmacs=0.0405,
+    paper_macs=0.041,
+    torchvision_twin="shufflenet_v2_x0_5",
+)
+def shufflenet_v2_x0_5(**kwargs: Any) -> ShuffleNetV2:
+    return ShuffleNetV2("0.5", **kwargs)
+
+
+@register_model(
+    input_size=224,
+    paper=V2_PAPER,
+    params=2_278_604,
+    gmacs=0.1449,
+    paper_macs=0.146,
+    torchvision_twin="shufflenet_v2_x1_0",
+)
+def shufflenet_v2_x1_0(**kwargs: Any) -> ShuffleNetV2:
+    return ShuffleNetV2("1.0", **kwargs)
+
+
+@register_model(
+    input_size=224,
+    paper=V2_PAPER,
+    params=3_503_624,
+    gmacs=0.2958,
+    paper_macs=0.299,
+    torchvision_twin="shufflenet_v2_x1_5",
+)
+def shufflenet_v2_x1_5(**kwargs: Any) -> ShuffleNetV2:
+    return ShuffleNetV2("1.5", **kwargs)
+
+
+@register_model(
+    input_size=224,
+    paper=V2_PAPER,
+    params=7_393_996,
+    gmacs=0.5833,
+    paper_macs=0.591,
+    torchvision_twin="shufflenet_v2_x2_0",
+)
+def shufflenet_v2_x2_0(**kwargs: Any) -> ShuffleNetV2:
+    return ShuffleNetV2("2.0", **kwargs)

@@ -13,7 +13,6 @@ exactly torchvision's (same modules, same names; torchvision's 7×7 adaptive poo
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -164,29 +163,95 @@ def transfer_from_config_a(net_a: VGG, net: VGG) -> None:
         net.get_submodule(dst).load_state_dict(net_a.get_submodule(src).state_dict())
 
 
-# One line per variant: (Table 1 column, BN, params, GMACs, Table 2's params). params and GMACs
-# are ours (the BN variants' parameter counts are also torchvision's metadata); Table 2 gives
-# millions (A and A-LRN share 133); the paper states no MACs. The BN variants are not the paper's.
-VGGS = {
-    "vgg11": ("A", False, 132_863_336, 7.609, 133_000_000),
-    "vgg11_lrn": ("A-LRN", False, 132_863_336, 7.609, 133_000_000),
-    "vgg13": ("B", False, 133_047_848, 11.308, 133_000_000),
-    "vgg16": ("D", False, 138_357_544, 15.470, 138_000_000),
-    "vgg19": ("E", False, 143_667_240, 19.632, 144_000_000),
-    "vgg11_bn": ("A", True, 132_868_840, 7.609, None),
-    "vgg13_bn": ("B", True, 133_053_736, 11.308, None),
-    "vgg16_bn": ("D", True, 138_365_992, 15.470, None),
-    "vgg19_bn": ("E", True, 143_678_248, 19.632, None),
-}
-
-
 def _vgg(cfg: str, batch_norm: bool, *, in_channels: int = 3, **kwargs: Any) -> VGG:
     return VGG(make_layers(CFGS[cfg], batch_norm, in_channels), **kwargs)
 
 
-for name, (column, batch_norm, params, gmacs, paper_params) in VGGS.items():
-    paper = "Simonyan & Zisserman 2014" + (" (+BN, torchvision)" if batch_norm else "")
-    register = register_model(name, input_size=224, paper=paper, params=params, gmacs=gmacs,
-                              paper_params=paper_params,
-                              torchvision_twin=None if column == "A-LRN" else name)  # fmt: skip
-    register(partial(_vgg, column, batch_norm))
+PAPER = "Simonyan & Zisserman 2014"
+BN_PAPER = f"{PAPER} (+BN, torchvision)"
+
+
+# One builder per variant (a column of Table 1). params and GMACs are ours (the BN variants'
+# parameter counts are also torchvision's metadata); Table 2 gives millions (A and A-LRN share
+# 133); the paper states no MACs. The BN variants are not the paper's.
+@register_model(
+    input_size=224,
+    paper=PAPER,
+    params=132_863_336,
+    gmacs=7.609,
+    paper_params=133_000_000,
+    torchvision_twin="vgg11",
+)
+def vgg11(**kwargs: Any) -> VGG:
+    return _vgg("A", False, **kwargs)
+
+
+@register_model(
+    input_size=224, paper=PAPER, params=132_863_336, gmacs=7.609, paper_params=133_000_000
+)
+def vgg11_lrn(**kwargs: Any) -> VGG:
+    return _vgg("A-LRN", False, **kwargs)
+
+
+@register_model(
+    input_size=224,
+    paper=PAPER,
+    params=133_047_848,
+    gmacs=11.308,
+    paper_params=133_000_000,
+    torchvision_twin="vgg13",
+)
+def vgg13(**kwargs: Any) -> VGG:
+    return _vgg("B", False, **kwargs)
+
+
+@register_model(
+    input_size=224,
+    paper=PAPER,
+    params=138_357_544,
+    gmacs=15.470,
+    paper_params=138_000_000,
+    torchvision_twin="vgg16",
+)
+def vgg16(**kwargs: Any) -> VGG:
+    return _vgg("D", False, **kwargs)
+
+
+@register_model(
+    input_size=224,
+    paper=PAPER,
+    params=143_667_240,
+    gmacs=19.632,
+    paper_params=144_000_000,
+    torchvision_twin="vgg19",
+)
+def vgg19(**kwargs: Any) -> VGG:
+    return _vgg("E", False, **kwargs)
+
+
+@register_model(
+    input_size=224, paper=BN_PAPER, params=132_868_840, gmacs=7.609, torchvision_twin="vgg11_bn"
+)
+def vgg11_bn(**kwargs: Any) -> VGG:
+    return _vgg("A", True, **kwargs)
+
+
+@register_model(
+    input_size=224, paper=BN_PAPER, params=133_053_736, gmacs=11.308, torchvision_twin="vgg13_bn"
+)
+def vgg13_bn(**kwargs: Any) -> VGG:
+    return _vgg("B", True, **kwargs)
+
+
+@register_model(
+    input_size=224, paper=BN_PAPER, params=138_365_992, gmacs=15.470, torchvision_twin="vgg16_bn"
+)
+def vgg16_bn(**kwargs: Any) -> VGG:
+    return _vgg("D", True, **kwargs)
+
+
+@register_model(
+    input_size=224, paper=BN_PAPER, params=143_678_248, gmacs=19.632, torchvision_twin="vgg19_bn"
+)
+def vgg19_bn(**kwargs: Any) -> VGG:
+    return _vgg("E", True, **kwargs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, SupportsFloat
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import MultiplicativeLR, PolynomialLR, ReduceLROnPlateau
@@ -43,21 +43,34 @@ class PlateauLR(ReduceLROnPlateau):
         super().__init__(optimizer, **kwargs)
         self.max_reductions = max_reductions
         self.reductions = 0
+        self._hold_if_done()
 
-    def _reduce_lr(self, epoch: int | None) -> None:
+    def step(self, metrics: SupportsFloat, epoch: int | None = None) -> None:  # type: ignore[override]
+        before = [float(group["lr"]) for group in self.optimizer.param_groups]
+        super().step(metrics, epoch)
+        after = [float(group["lr"]) for group in self.optimizer.param_groups]
+        if any(new < old for new, old in zip(after, before, strict=True)):
+            self.reductions += 1
+            self._hold_if_done()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self._hold_if_done()
+
+    def _hold_if_done(self) -> None:
+        """After the last allowed reduction the plateau rule divides by 1: the rate stays, and
+        the patience and cooldown bookkeeping goes on as torch keeps it."""
         if self.reductions >= self.max_reductions:
-            return
-        super()._reduce_lr(epoch)
-        self.reductions += 1
+            self.factor = 1.0
 
 
 class LinearDecayLR(PolynomialLR):
     """The rate falls linearly from the optimizer's to 0 over ``total_steps`` scheduler steps
     (ShuffleNet v1 section 4: "linearly-decaying learning rate policy (decreased from 0.5 to 0)").
 
-    ``total_steps`` is the run's length, not the paper's: ``ClassificationModule`` passes
-    ``trainer.estimated_stepping_batches`` to any scheduler that takes ``total_steps``, so the
-    schedule keeps its shape at any batch size and epoch count."""
+    ``total_steps`` is the run's length, not the paper's: training passes the run's optimizer
+    updates to any scheduler that takes ``total_steps`` (``optim/build.py``), so the schedule
+    keeps its shape at any batch size and epoch count."""
 
     def __init__(self, optimizer: Optimizer, total_steps: int) -> None:
         if total_steps < 1:

@@ -24,6 +24,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.optim import Optimizer
 
+from classicnets import compat
+
 # Layers whose outputs are sums of weight × input (or plain reshapes). Other layers opt in with a
 # true ``sums_weighted_inputs`` attribute; pointwise activations declare ``derivative(a)``.
 WEIGHTED_SUM_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.Flatten, nn.Identity)
@@ -160,5 +162,5 @@ class SDLM(Optimizer):
             grads = [p.grad for p in params]
             denominators = [self.state[p]["denominator"] for p in params]
             # One fused update per group: per pattern, ten per-tensor ops cost more than the math.
-            torch._foreach_addcdiv_(params, grads, denominators, value=-group["lr"])
+            compat.foreach_addcdiv_(params, grads, denominators, value=-group["lr"])
         return loss

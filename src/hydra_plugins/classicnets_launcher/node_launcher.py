@@ -18,7 +18,7 @@ from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, filter_overrides
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,9 @@ def gpu_slots(
     return slots[:max_parallel] if max_parallel else slots
 
 
-class NodeLauncher(BaseSubmititLauncher):
-    """``hydra/launcher: node`` (conf/hydra/launcher/node.yaml), selected by ``launcher=local``."""
-
-    _EXECUTOR = "local"
+class NodeLauncher(LocalLauncher):
+    """``hydra/launcher: node`` (conf/hydra/launcher/node.yaml), selected by ``launcher=local``:
+    Hydra's ``submitit_local`` launcher with its own ``launch``."""
 
     def __init__(
         self,

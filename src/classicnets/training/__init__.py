@@ -1,0 +1,1 @@
+"""How a network is trained beyond the general module: LeNet-5's per-pattern updates."""
