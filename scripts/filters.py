@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--wandb", action="store_true", help="also log the figure to W&B")
     args = parser.parse_args(argv)
     try:
-        net = restore_model(load_checkpoint(args.ckpt)).net
+        net = restore_model(load_checkpoint(args.ckpt), source=args.ckpt).net
         name, conv = find_conv(net, args.layer)
     except (*USER_ERRORS, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -8,6 +8,8 @@ output ``logits``) and prints the largest logit difference onnxruntime vs PyTorc
 
 from __future__ import annotations
 
+import math
+
 import hydra
 import torch
 from omegaconf import DictConfig
@@ -18,6 +20,7 @@ from classicnets.errors import exit_on_user_error
 from classicnets.models import model_info
 from classicnets.onnx_export import export_onnx, onnx_difference
 from classicnets.run import checkpoints, setup
+from classicnets.run.finite import NonFiniteError
 
 FORMATS = ("onnx",)
 
@@ -31,7 +34,7 @@ def main(cfg: DictConfig) -> float:
     run_dir = setup.output_dir()
     torch.manual_seed(cfg.seed)  # the check's random batch
     checkpoint = checkpoints.load_checkpoint(cfg.ckpt_path)
-    model = restore.restore_model(checkpoint)
+    model = restore.restore_model(checkpoint, source=cfg.ckpt_path)
     hparams = model.hparams
     # The crop the network was trained on: the data's, else the paper's (LeNet-5: 32×32).
     data = checkpoint.get(checkpoints.CONFIG_KEY, {}).get("data", {})
@@ -40,6 +43,12 @@ def main(cfg: DictConfig) -> float:
 
     path = export_onnx(model.net, run_dir / "model.onnx", shape)
     difference, largest = onnx_difference(path, model.net, torch.randn(cfg.check_batch, *shape))
+    if not math.isfinite(difference):
+        path.unlink()  # an export that was not checked is no export
+        raise NonFiniteError(
+            f"the network of {cfg.ckpt_path} gives NaN or infinite logits on random images, so "
+            "its ONNX export cannot be checked; no model.onnx was kept"
+        )
     print(
         f"wrote {path} (input images: batch × {' × '.join(map(str, shape))}); onnxruntime vs "
         f"PyTorch on {cfg.check_batch} images: largest logit difference {difference:.3g} "

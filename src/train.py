@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from classicnets import launch
 from classicnets.callbacks.store_config import StoreConfig
 from classicnets.errors import exit_on_user_error
-from classicnets.run import checkpoints, loggers, report, setup
+from classicnets.resume import CHECKPOINTS
+from classicnets.run import checkpoints, finite, guards, loggers, report, setup, temporaries
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,12 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = setup.output_dir()
     cfg.seed = L.seed_everything(cfg.seed, workers=True, verbose=False)  # loader workers too
     check_required_overrides(cfg)
+    temporaries.remove_stale(run_dir / CHECKPOINTS)  # a killed run's half-written checkpoint
+    if cfg.train:
+        guards.check_trains(cfg.trainer)
 
     datamodule = hydra.utils.instantiate(cfg.data)  # fails at once on missing data
+    guards.check_data_keys_read(datamodule)
     model = hydra.utils.instantiate(
         cfg.model,
         num_classes=datamodule.num_classes,
@@ -53,6 +58,8 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         resume = checkpoints.resume_checkpoint(cfg.ckpt_path, run_dir)
+        if not cfg.train:
+            guards.check_has_weights(resume, cfg.model.get("init_from"))
         if cfg.train:
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
         # The papers report the final model (GoogLeNet: the Polyak average, which the callback
@@ -75,6 +82,7 @@ def main(cfg: DictConfig) -> float | None:
         "seed": cfg.seed,
     }
     report.report_metrics(metrics, run_dir, extra)
+    finite.check_metrics(finite.non_finite(metrics), run_dir / "metrics.json")
     return metrics.get(cfg.get("optimized_metric"))
 
 

@@ -20,6 +20,7 @@ from classicnets.launch import RankDiedError, sweep_id
 from classicnets.models.init_from import InitFromError
 from classicnets.models.registry import UnknownModelError
 from classicnets.resume import DiskFullError
+from classicnets.run.allowlist import ForeignTargetError
 from classicnets.safe_load import CorruptCheckpointError, HashMismatchError, UnsafeCheckpointError
 
 log = logging.getLogger("classicnets")
@@ -39,6 +40,8 @@ USER_ERRORS = (
     UnsafeCheckpointError,
     CorruptCheckpointError,
     HashMismatchError,
+    ForeignTargetError,
+    FloatingPointError,  # a loss, weights or a metric that went NaN: run/finite.py, module.py
 )
 
 

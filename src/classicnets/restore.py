@@ -23,6 +23,7 @@ from classicnets.data.decode import EncodedImage
 from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.mnist import to_lenet_input
 from classicnets.module import ClassificationModule
+from classicnets.run import allowlist, finite
 from classicnets.run.checkpoints import CONFIG_KEY
 from classicnets.run.loggers import configure_wandb, finish_loggers
 from classicnets.safe_load import CorruptCheckpointError
@@ -32,9 +33,16 @@ ILSVRC_CLASSES = 1000
 MNIST_SIDE = 28  # the digits' side before LeNet-5's 2-pixel border (LeCun et al. 1998, III.A)
 
 
-def restore_model(checkpoint: Mapping[str, Any]) -> ClassificationModule:
-    """The trained network, in eval mode: rebuilt from the hyperparameters in the checkpoint."""
-    model = ClassificationModule(**checkpoint["hyper_parameters"])
+def restore_model(
+    checkpoint: Mapping[str, Any], source: str = "the checkpoint"
+) -> ClassificationModule:
+    """The trained network, in eval mode: rebuilt from the hyperparameters in the checkpoint
+    (the registry's network by name, plain arguments only); weights that are not all finite are
+    refused, naming ``source``."""
+    hparams = checkpoint["hyper_parameters"]
+    allowlist.check_hyper_parameters(hparams, ClassificationModule, source)
+    finite.check_weights(checkpoint["state_dict"], source)
+    model = ClassificationModule(**hparams)
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
 
@@ -49,11 +57,18 @@ def checkpoint_data_config(checkpoint: Mapping[str, Any], **changes: Any) -> Dic
     return OmegaConf.merge(checkpoint[CONFIG_KEY]["data"], changes)
 
 
-def restore_datamodule(data_cfg: DictConfig, checkpoint: Mapping[str, Any]) -> LightningDataModule:
+def restore_datamodule(
+    data_cfg: DictConfig, checkpoint: Mapping[str, Any], source: str = "the stored data config"
+) -> LightningDataModule:
     """The DataModule of ``data_cfg`` with the state the checkpoint saved of it (ImageNet: the
     class mapping), which checks that the data's classes are the network's, or supplies them
-    where the training folders are absent."""
-    datamodule = hydra.utils.instantiate(data_cfg)
+    where the training folders are absent. Only this project's DataModules are built
+    (:mod:`classicnets.run.allowlist`); any other ``_target_`` is refused, naming ``source``."""
+    plain = OmegaConf.to_container(data_cfg, resolve=True)
+    checked = allowlist.checked_targets(plain, source, "data")
+    if not isinstance(checked, dict) or allowlist.TARGET not in checked:
+        raise allowlist.ForeignTargetError(f"{source}: data names no DataModule (no _target_)")
+    datamodule = hydra.utils.instantiate(checked)
     state = checkpoint.get(type(datamodule).__qualname__)
     if state:
         datamodule.load_state_dict(state)

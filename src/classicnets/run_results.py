@@ -11,6 +11,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from classicnets.run import allowlist
+
 
 @dataclass(frozen=True)
 class Run:
@@ -46,7 +48,10 @@ def _error(accuracy: float | None) -> float | None:
 
 def read_run(directory: Path) -> Run | None:
     """A training run; its test errors are None when it stopped before its test."""
-    cfg = OmegaConf.load(directory / ".hydra" / "config.yaml")
+    config_file = directory / ".hydra" / "config.yaml"
+    cfg = OmegaConf.load(config_file)
+    if "data" in cfg:  # nothing is built from it here; a foreign class still marks the run bad
+        allowlist.checked_targets(OmegaConf.to_container(cfg.data), str(config_file), "data")
     name = OmegaConf.select(cfg, "model.net.name")
     if name is None:  # eval, predict or export: no training run
         return None
