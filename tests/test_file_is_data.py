@@ -126,8 +126,9 @@ def test_the_study_scripts_refuse_a_stored_config_that_names_code(
     assert not (tmp_path / "out.png").exists()
 
 
-def test_the_report_refuses_a_run_directory_whose_config_names_code(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("script", ["report", "model_table"])
+def test_the_run_readers_refuse_a_run_directory_whose_config_names_code(
+    script: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "runs" / "0"
     (run / ".hydra").mkdir(parents=True)
@@ -137,7 +138,9 @@ def test_the_report_refuses_a_run_directory_whose_config_names_code(
         "data:\n  _target_: classicnets.data.mnist.MNISTDataModule\n"
         f"  hook:\n    _target_: numpy.savetxt\n    fname: {marker}\n    X: [pwned]\n"
     )
-    assert load_script("report").main([str(tmp_path / "runs")]) == 2
+    runs = str(tmp_path / "runs")
+    argv = [runs] if script == "report" else ["--plot", str(tmp_path / "c.png"), "--runs", runs]
+    assert load_script(script).main(argv) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "config.yaml" in line and "data.hook._target_='numpy.savetxt'" in line
     assert not marker.exists()
