@@ -58,10 +58,10 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         resume = checkpoints.resume_checkpoint(cfg.ckpt_path, run_dir)
-        if not cfg.train:
-            guards.check_has_weights(resume, cfg.model.get("init_from"))
         if cfg.train:
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
+        else:
+            guards.check_has_weights(resume, cfg.model.get("init_from"))
         # The papers report the final model (GoogLeNet: the Polyak average, which the callback
         # has put into the network when fitting ends), not the best-by-val checkpoint: ImageNet's
         # test split is its val split, so that choice would be made on the test images.
