@@ -31,6 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from classicnets.errors import ArgumentParser, positive
 from classicnets.models import get_model, list_models, model_info
 from classicnets.paper_results import headline, matches
+from classicnets.run.allowlist import ForeignTargetError
 from classicnets.run.setup import CONF_DIR
 from classicnets.run_results import find_runs
 
@@ -258,7 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(width=None if sys.stdout.isatty() else 140)
 
     if args.plot:
-        missing = plot_complexity(args.plot, args.runs, args.all or "*")
+        try:
+            missing = plot_complexity(args.plot, args.runs, args.all or "*")
+        except ForeignTargetError as error:  # a run directory whose config names foreign code
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         console.print(f"chart written to {args.plot}; no paper top-1 for: {', '.join(missing)}")
         return 0
     if args.all:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from classicnets.errors import ArgumentParser
 from classicnets.paper_results import NO_PAPER_FIGURE, Setting, headline, paper_result
+from classicnets.run.allowlist import ForeignTargetError
 from classicnets.run_results import Run, find_runs
 
 COLUMNS = (
@@ -106,7 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [str(f) for f in args.folders if not f.is_dir()]
     if missing:
         return fail(f"no such folder: {', '.join(missing)}; pass run folders, e.g. logs/train")
-    runs = find_runs(args.folders)
+    try:
+        runs = find_runs(args.folders)
+    except ForeignTargetError as error:
+        return fail(str(error))
     if not runs:
         where = ", ".join(map(str, args.folders))
         return fail(f"no training runs (.hydra/config.yaml) under {where}; pass run folders")

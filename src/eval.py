@@ -20,7 +20,7 @@ from classicnets import restore
 from classicnets.ensemble import ensemble_of
 from classicnets.errors import hydra_main
 from classicnets.module import ClassificationModule
-from classicnets.run import checkpoints, loggers, report, setup
+from classicnets.run import checkpoints, finite, guards, loggers, report, setup
 from classicnets.run.evaluation import eval_data_config
 
 
@@ -36,8 +36,9 @@ def main(cfg: DictConfig) -> dict[str, float]:
     loaded = [checkpoints.load_checkpoint(path) for path in paths]
     restore.check_same_classes(paths, loaded)
     data_cfg = eval_data_config(cfg, loaded[0])
-    datamodule = restore.restore_datamodule(data_cfg, loaded[0])
-    members = [restore.restore_model(checkpoint) for checkpoint in loaded]
+    datamodule = restore.restore_datamodule(data_cfg, loaded[0], source=paths[0])
+    guards.check_data_keys_read(datamodule)
+    members = [restore.restore_model(c, source=p) for p, c in zip(paths, loaded, strict=True)]
     del loaded  # the weights now live in the members
     run_loggers = loggers.instantiate_loggers(cfg.get("logger"), run_dir)
     trainer = setup.instantiate_trainer(cfg.trainer, logger=run_loggers or False)
@@ -57,6 +58,7 @@ def main(cfg: DictConfig) -> dict[str, float]:
 
     metrics = report.scalar_metrics(metrics)
     report.report_metrics(metrics, run_dir, {"checkpoint": paths if is_ensemble else paths[0]})
+    finite.check_metrics(finite.non_finite(metrics), run_dir / "metrics.json")
     return metrics
 
 

@@ -10,6 +10,8 @@ logit difference from the eager network on a batch (ONNX run by onnxruntime).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from omegaconf import DictConfig
 
@@ -19,6 +21,7 @@ from classicnets.errors import hydra_main
 from classicnets.models import model_info
 from classicnets.onnx_export import FILES, export_checked
 from classicnets.run import checkpoints, setup
+from classicnets.run.finite import NonFiniteError
 
 FORMATS = ("all", *FILES)
 
@@ -32,7 +35,7 @@ def main(cfg: DictConfig) -> float:
     run_dir = setup.output_dir()
     torch.manual_seed(cfg.seed)  # the check's random batch
     checkpoint = checkpoints.load_checkpoint(cfg.ckpt_path)
-    model = restore.restore_model(checkpoint)
+    model = restore.restore_model(checkpoint, source=cfg.ckpt_path)
     hparams = model.hparams
     # The crop the network was trained on: the data's, else the paper's (LeNet-5: 32×32).
     data = checkpoint.get(checkpoints.CONFIG_KEY, {}).get("data", {})
@@ -51,6 +54,13 @@ def main(cfg: DictConfig) -> float:
             f"difference {file.difference:.3g} (largest logit {file.largest:.3g})"
         )
     difference = max(file.difference for file in files)
+    if not math.isfinite(difference):
+        for file in files:
+            file.path.unlink(missing_ok=True)  # an export that was not checked is no export
+        raise NonFiniteError(
+            f"the network of {cfg.ckpt_path} gives NaN or infinite logits on random images, so "
+            "its export cannot be checked; no exported file was kept"
+        )
     return difference
 
 

@@ -20,7 +20,7 @@ from rich.console import Console
 from classicnets import checks, restore
 from classicnets.errors import hydra_main
 from classicnets.prediction import list_images, predict_files, print_table, write_csv
-from classicnets.run import checkpoints, loggers, setup
+from classicnets.run import checkpoints, guards, loggers, setup
 from classicnets.run.evaluation import eval_data_config
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,11 @@ def main(cfg: DictConfig) -> list:
     run_dir = setup.output_dir()
     files = list_images(cfg.inputs)
     checkpoint = checkpoints.load_checkpoint(cfg.ckpt_path)
-    datamodule = restore.restore_datamodule(eval_data_config(cfg, checkpoint), checkpoint)
+    data_cfg = eval_data_config(cfg, checkpoint)
+    datamodule = restore.restore_datamodule(data_cfg, checkpoint, source=cfg.ckpt_path)
+    guards.check_data_keys_read(datamodule)
     device = cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-    model = restore.restore_model(checkpoint).to(device)
+    model = restore.restore_model(checkpoint, source=cfg.ckpt_path).to(device)
     del checkpoint
 
     rows, skipped = predict_files(

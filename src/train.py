@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from classicnets import checks, launch
 from classicnets.callbacks.store_config import StoreConfig
 from classicnets.errors import hydra_main
-from classicnets.run import checkpoints, loggers, report, rundir, setup
+from classicnets.resume import CHECKPOINTS
+from classicnets.run import checkpoints, finite, guards, loggers, report, rundir, setup, temporaries
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,12 @@ def main(cfg: DictConfig) -> float | None:
     cfg.seed = L.seed_everything(cfg.seed, workers=True, verbose=False)  # loader workers too
     check_required_overrides(cfg)
     checks.target_arguments(cfg, "model", "data", "callbacks", "logger")  # +model.bogus=1
+    temporaries.remove_stale(run_dir / CHECKPOINTS)  # a killed run's half-written checkpoint
+    if cfg.train:
+        guards.check_trains(cfg.trainer)
 
     datamodule = hydra.utils.instantiate(cfg.data)  # fails at once on missing data
+    guards.check_data_keys_read(datamodule)
     model = hydra.utils.instantiate(
         cfg.model,
         num_classes=datamodule.num_classes,
@@ -57,6 +62,8 @@ def main(cfg: DictConfig) -> float | None:
     try:
         if cfg.train:
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
+        else:
+            guards.check_has_weights(resume, cfg.model.get("init_from"))
         # The papers report the final model (GoogLeNet: the Polyak average, which the callback
         # has put into the network when fitting ends), not the best-by-val checkpoint: ImageNet's
         # test split is its val split, so that choice would be made on the test images.
@@ -78,6 +85,7 @@ def main(cfg: DictConfig) -> float | None:
     }
     report.report_metrics(metrics, run_dir, extra)
     rundir.release()  # the next job of a sweep, or a test in this process, may take it
+    finite.check_metrics(finite.non_finite(metrics), run_dir / "metrics.json")
     return metrics.get(cfg.get("optimized_metric"))
 
 

@@ -35,6 +35,7 @@ from classicnets.models.heads import HeadError
 from classicnets.models.init_from import InitFromError
 from classicnets.models.registry import UnknownModelError
 from classicnets.resume import DiskFullError
+from classicnets.run.allowlist import ForeignTargetError
 from classicnets.safe_load import CorruptCheckpointError, HashMismatchError, UnsafeCheckpointError
 
 log = logging.getLogger("classicnets")
@@ -59,6 +60,7 @@ USER_ERRORS = (
     CorruptCheckpointError,
     HashMismatchError,
     HeadError,
+    ForeignTargetError,
 )
 
 

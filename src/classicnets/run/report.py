@@ -15,7 +15,15 @@ from lightning.pytorch.utilities import rank_zero_only
 from rich.console import Console
 from rich.table import Table
 
+from classicnets.resume import DISK_FULL, DiskFullError
+from classicnets.run import temporaries
+
 log = logging.getLogger(__name__)
+
+METRICS_ADVICE = (
+    "no metrics.json was written and the checkpoints are intact. Free space there and run the "
+    "same command again"
+)
 
 
 def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -36,8 +44,26 @@ def report_metrics(metrics: dict[str, float], run_dir: Path, extra: dict[str, An
     for key, value in metrics.items():
         table.add_row(key, f"{value:.4f}")
     Console().print(table)
-    path = run_dir / "metrics.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({**metrics, **extra}, indent=2) + "\n")
-    os.replace(tmp, path)  # never a half-written metrics.json
-    log.info("metrics written to %s", path)
+    write_metrics(run_dir / "metrics.json", {**metrics, **extra})
+    log.info("metrics written to %s", run_dir / "metrics.json")
+
+
+def write_metrics(path: Path, content: dict[str, Any]) -> None:
+    """Write ``content`` as JSON, atomically: never a half-written file, never an empty
+    temporary one. A metric that is NaN or infinite is written as ``null`` (JSON has no NaN);
+    the command then ends with an error naming it (:func:`classicnets.run.finite.check_metrics`)."""
+    temporaries.remove_stale(path.parent)
+    plain = {k: None if _is_nan_or_inf(v) else v for k, v in content.items()}
+    tmp = temporaries.temporary_path(path)
+    try:
+        tmp.write_text(json.dumps(plain, indent=2, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno in DISK_FULL:
+            raise DiskFullError(path, METRICS_ADVICE) from None
+        raise
+
+
+def _is_nan_or_inf(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
