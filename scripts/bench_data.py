@@ -48,7 +48,7 @@ from classicnets.data.transforms import (
     PCA_EIGVEC,
     DeviceAugment,
 )
-from classicnets.errors import ArgumentParser
+from classicnets.run.errors import ArgumentParser
 
 
 class Lighting:

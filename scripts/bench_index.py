@@ -19,7 +19,7 @@ from pathlib import Path
 
 from classicnets.data.folder import FileIndex, find_classes
 from classicnets.data.index_cache import cache_file, cached_scan
-from classicnets.errors import ArgumentParser
+from classicnets.run.errors import ArgumentParser
 
 
 def generate(root: Path, classes: int, per_class: int) -> Path:

@@ -2,7 +2,7 @@
 
     python scripts/bench_neighbours.py --rows 100000             # 100k × 4096 float32 features
 
-The bank is searched in chunks (classicnets.neighbours.nearest) as the whole ILSVRC train set
+The bank is searched in chunks (classicnets.study.neighbours.nearest) as the whole ILSVRC train set
 would be from its memory-mapped features; the figure scales linearly with the bank's rows.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from classicnets.neighbours import CHUNK, nearest
+from classicnets.study.neighbours import CHUNK, nearest
 
 
 def benchmark(rows: int, dim: int = 4096, queries: int = 5) -> str:

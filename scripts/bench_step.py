@@ -29,11 +29,11 @@ from lightning import Callback, LightningModule, Trainer
 from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader, TensorDataset
 
-from classicnets.callbacks.onednn import DisableOneDNN
-from classicnets.errors import ArgumentParser
 from classicnets.optim import SDLM, diagonal_gauss_newton
+from classicnets.run.errors import ArgumentParser
 from classicnets.run.loggers import finish_loggers, instantiate_loggers
 from classicnets.run.setup import compose_config, instantiate_callbacks, instantiate_trainer
+from classicnets.training.callbacks.onednn import DisableOneDNN
 
 # The bench measures the loop, not the logger's start-up or network: CSV unless told otherwise.
 DEFAULT_OVERRIDES = ["logger=csv", "trainer.accelerator=cpu", "ckpt_path=null"]

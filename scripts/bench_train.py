@@ -36,8 +36,8 @@ import torch
 from omegaconf import DictConfig
 
 from bench_step import compose_run
-from classicnets.errors import ArgumentParser
 from classicnets.models import list_models, model_info
+from classicnets.run.errors import ArgumentParser
 
 OPTIONS = {"precision": "fp32", "channels_last": "false", "compile": "false", "data": "synthetic"}
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -34,7 +34,6 @@ from pathlib import Path
 from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, open_dict
 
-from classicnets import checks
 from classicnets.diagnostics import learning
 from classicnets.diagnostics.recipe import (
     console_logging,
@@ -42,7 +41,8 @@ from classicnets.diagnostics.recipe import (
     overridden,
     recipe_name,
 )
-from classicnets.errors import exit_on_user_error
+from classicnets.run import checks
+from classicnets.run.errors import exit_on_user_error
 from classicnets.run.setup import compose_config
 
 # A row of check.table: the recipe, its settings here, and whether it must learn (False: a start the

@@ -26,7 +26,7 @@ import torch
 
 from classicnets.data.decode import EncodedImage, resize, shorter_side_size
 from classicnets.data.folder import DECODE_ERRORS, FileIndex, SkippedImageWarning, find_classes
-from classicnets.errors import ArgumentParser, exit_on_user_error, positive
+from classicnets.run.errors import ArgumentParser, exit_on_user_error, positive
 
 MEAN_IMAGE_SIDE = 256  # AlexNet §2: images rescaled to a shorter side of 256, centre 256×256
 

@@ -32,8 +32,8 @@ from classicnets.diagnostics.recipe import (
     one_line,
     recipe_name,
 )
-from classicnets.errors import ArgumentParser, exit_on_user_error
 from classicnets.optim.build import scaled_learning_rate
+from classicnets.run.errors import ArgumentParser, exit_on_user_error
 from classicnets.run.setup import compose_config
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from classicnets.data.fake import make_fake_imagenet
-from classicnets.errors import ArgumentParser, non_negative, positive
+from classicnets.run.errors import ArgumentParser, non_negative, positive
 
 __all__ = ["make_fake_imagenet"]
 

@@ -29,7 +29,7 @@ from classicnets.data.folder import DECODE_ERRORS, not_found
 from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.index_cache import cached_scan
 from classicnets.data.shards import METADATA, is_url
-from classicnets.errors import ArgumentParser, exit_on_user_error
+from classicnets.run.errors import ArgumentParser, exit_on_user_error
 
 # Bytes per chunk: our choice. ~500 ImageNet JPEGs (110 KB on average) per chunk; object-store
 # reads of tens of MB amortise the per-request latency, and a chunk stays quick to fetch.

@@ -28,12 +28,12 @@ from rich.table import Table
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from classicnets.errors import ArgumentParser, positive
 from classicnets.models import get_model, list_models, model_info
-from classicnets.paper_results import headline, matches
 from classicnets.run.allowlist import ForeignTargetError
+from classicnets.run.errors import ArgumentParser, positive
 from classicnets.run.setup import CONF_DIR
-from classicnets.run_results import find_runs
+from classicnets.study.paper_results import headline, matches
+from classicnets.study.run_results import find_runs
 
 
 @dataclass(frozen=True)
@@ -177,9 +177,10 @@ def print_all(console: Console, pattern: str = "*") -> None:
 
 def plot_complexity(out: Path, run_folders: Sequence[Path] = (), pattern: str = "*") -> list[str]:
     """The course's chart: top-1 accuracy against multiply-adds (each network as its recipe builds
-    it), bubble area = parameters; each paper's first figure (classicnets.paper_results.headline)
-    filled, ours (mean over the runs under ``run_folders`` in that figure's setting) hollow
-    beside it. Returns the models without a paper top-1."""
+    it), bubble area = parameters; each paper's first figure
+    (classicnets.study.paper_results.headline) filled, ours (mean over the runs under
+    ``run_folders`` in that figure's setting) hollow beside it. Returns the models without a
+    paper top-1."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from torchvision.datasets.imagenet import ARCHIVE_META, load_meta_file, parse_devkit_archive
 
-from classicnets.errors import ArgumentParser
+from classicnets.run.errors import ArgumentParser
 
 VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG$")
 

@@ -5,9 +5,9 @@
 
 One row per setting (model, its switches, test set, protocol, and the training and test scales):
 the seeds, our top-1 / top-5 error as mean ± std over seeds, the paper's figure for the same
-setting with its source (classicnets.paper_results) and the difference, or "no paper figure for
-this setting". A run is a folder with ``.hydra/config.yaml``; one without a final ``metrics.json``
-with test metrics stopped early: it is counted in its row, never averaged in.
+setting with its source (classicnets.study.paper_results) and the difference, or "no paper
+figure for this setting". A run is a folder with ``.hydra/config.yaml``; one without a final
+``metrics.json`` with test metrics stopped early: it is counted in its row, never averaged in.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from classicnets.errors import ArgumentParser
-from classicnets.paper_results import NO_PAPER_FIGURE, Setting, headline, paper_result
 from classicnets.run.allowlist import ForeignTargetError
-from classicnets.run_results import Run, find_runs
+from classicnets.run.errors import ArgumentParser
+from classicnets.study.paper_results import NO_PAPER_FIGURE, Setting, headline, paper_result
+from classicnets.study.run_results import Run, find_runs
 
 COLUMNS = (
     "model", "protocol", "test set", "setting", "seeds", "top-1 err %", "top-5 err %",

@@ -16,12 +16,12 @@ import lightning as L
 from lightning import LightningDataModule, Trainer
 from omegaconf import DictConfig, ListConfig
 
-from classicnets import restore
-from classicnets.ensemble import ensemble_of
-from classicnets.errors import hydra_main
-from classicnets.module import ClassificationModule
 from classicnets.run import checkpoints, finite, guards, loggers, report, setup
-from classicnets.run.evaluation import eval_data_config
+from classicnets.run.errors import hydra_main
+from classicnets.study import restore
+from classicnets.study.ensemble import ensemble_of
+from classicnets.study.evaluation import eval_data_config
+from classicnets.training.module import ClassificationModule
 
 
 @hydra_main(config_path="../conf", config_name="eval")

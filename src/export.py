@@ -15,13 +15,13 @@ import math
 import torch
 from omegaconf import DictConfig
 
-from classicnets import checks, restore
-from classicnets.checks import ConfigValueError
-from classicnets.errors import hydra_main
 from classicnets.models import model_info
-from classicnets.onnx_export import FILES, export_checked
-from classicnets.run import checkpoints, setup
+from classicnets.run import checkpoints, checks, setup
+from classicnets.run.checks import ConfigValueError
+from classicnets.run.errors import hydra_main
 from classicnets.run.finite import NonFiniteError
+from classicnets.study import restore
+from classicnets.study.onnx_export import FILES, export_checked
 
 FORMATS = ("all", *FILES)
 

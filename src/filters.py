@@ -15,10 +15,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 from PIL import Image
 
-from classicnets import restore
-from classicnets.errors import hydra_main
-from classicnets.filters import KernelFigure
 from classicnets.run import checkpoints, setup
+from classicnets.run.errors import hydra_main
+from classicnets.study import restore
+from classicnets.study.filters import KernelFigure
 
 
 @hydra_main(config_path="../conf", config_name="filters")

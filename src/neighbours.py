@@ -18,10 +18,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from classicnets import checks, restore
 from classicnets.data.base import ClassificationDataModule
-from classicnets.errors import hydra_main
-from classicnets.neighbours import (
+from classicnets.run import checkpoints, checks, setup
+from classicnets.run.errors import hydra_main
+from classicnets.study import restore
+from classicnets.study.evaluation import eval_data_config
+from classicnets.study.neighbours import (
     FeatureHook,
     FigureRow,
     cached_features,
@@ -30,8 +32,6 @@ from classicnets.neighbours import (
     input_batches,
     nearest,
 )
-from classicnets.run import checkpoints, setup
-from classicnets.run.evaluation import eval_data_config
 
 
 @hydra_main(config_path="../conf", config_name="neighbours")

@@ -17,11 +17,11 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 from rich.console import Console
 
-from classicnets import checks, restore
-from classicnets.errors import hydra_main
-from classicnets.prediction import list_images, predict_files, print_table, write_csv
-from classicnets.run import checkpoints, guards, loggers, setup
-from classicnets.run.evaluation import eval_data_config
+from classicnets.run import checkpoints, checks, guards, loggers, setup
+from classicnets.run.errors import hydra_main
+from classicnets.study import restore
+from classicnets.study.evaluation import eval_data_config
+from classicnets.study.prediction import list_images, predict_files, print_table, write_csv
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,21 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from classicnets import checks, launch
-from classicnets.callbacks.store_config import StoreConfig
-from classicnets.errors import hydra_main
-from classicnets.resume import CHECKPOINTS
-from classicnets.run import checkpoints, finite, guards, loggers, report, rundir, setup, temporaries
+from classicnets.run import (
+    checkpoints,
+    checks,
+    finite,
+    guards,
+    launch,
+    loggers,
+    report,
+    rundir,
+    setup,
+    temporaries,
+)
+from classicnets.run.callbacks.store_config import StoreConfig
+from classicnets.run.errors import hydra_main
+from classicnets.run.resume import CHECKPOINTS
 
 log = logging.getLogger(__name__)
 

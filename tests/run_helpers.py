@@ -13,7 +13,7 @@ from typing import Any
 
 from lightning import Callback, LightningModule, Trainer
 
-from classicnets.safe_load import load_file
+from classicnets.run.safe_load import load_file
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

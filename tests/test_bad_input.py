@@ -11,8 +11,8 @@ from hydra.errors import ConfigCompositionException
 from classicnets.data.common import DatasetNotFoundError
 from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.mnist import MNISTDataModule
-from classicnets.module import ClassificationModule
 from classicnets.run.setup import compose_config
+from classicnets.training.module import ClassificationModule
 from conftest import run_cli
 from run_helpers import TINY, run_script
 

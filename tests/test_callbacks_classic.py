@@ -13,8 +13,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from classicnets.callbacks import FilterRenorm, PolyakAveraging, renorm_filters_
-from classicnets.safe_load import load_file
+from classicnets.run.safe_load import load_file
+from classicnets.training.callbacks import FilterRenorm, PolyakAveraging, renorm_filters_
 
 
 def _filter_rms(conv: nn.Conv2d) -> Tensor:

@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.strategies.launchers import subprocess_script as pytorch_launcher
 from torch import nn
 
-from classicnets import compat, launch
+from classicnets.run import compat, launch
 from run_helpers import REPO
 
 

@@ -265,7 +265,7 @@ def test_worker_memory_stays_flat_with_the_compact_index() -> None:
 @pytest.mark.slow
 def test_fast_dev_run_alexnet_with_ten_crop_evaluation(root: Path, tmp_path: Path) -> None:
     lightning = pytest.importorskip("lightning")
-    module = pytest.importorskip("classicnets.module")
+    module = pytest.importorskip("classicnets.training.module")
     dm = datamodule(
         root, batch_size=2, input_size=227, val_protocol="ten_crop", test_protocol="ten_crop"
     )

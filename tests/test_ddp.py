@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning import Trainer
 from omegaconf import open_dict
 
-from classicnets import launch
+from classicnets.run import launch
 from classicnets.run.loggers import wandb_run_id
 from classicnets.run.setup import check_global_batch
 from run_helpers import DDP, REPO, TINY, load, signal_at, train
@@ -99,7 +99,7 @@ def test_a_rank_that_dies_while_rank_0_hangs_stops_the_job_after_the_grace(
     script = f"""
 import subprocess, sys, time
 from pathlib import Path
-from classicnets.launch import RankWatch
+from classicnets.run.launch import RankWatch
 child = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
 RankWatch([child], first_rank=1, checkpoint=Path("{tmp_path}/last.ckpt"), grace_s=1.0).start()
 time.sleep(60)

@@ -15,11 +15,11 @@ import pytest
 import torch
 from lightning import seed_everything
 
-from classicnets import checks
 from classicnets.data.fake import UNDECODABLE, VALID_ODDITIES, make_fake_imagenet
 from classicnets.data.folder import SkippedImageWarning
 from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.presets import TRAIN_PRESETS
+from classicnets.run import checks
 from classicnets.run.setup import compose_config
 
 pytest.importorskip("torchcodec")

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from classicnets.ensemble import SoftmaxAverage
 from classicnets.run.setup import compose_config
+from classicnets.study.ensemble import SoftmaxAverage
 from conftest import run_cli
 from study_helpers import imagenet_checkpoint, lenet_checkpoint
 from test_safe_load import assert_one_error_line, evil_checkpoint

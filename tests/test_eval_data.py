@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from classicnets.run.evaluation import eval_data_config
+from classicnets.run.safe_load import load_file
 from classicnets.run.setup import compose_config
-from classicnets.safe_load import load_file
+from classicnets.study.evaluation import eval_data_config
 from study_helpers import lenet_checkpoint
 
 

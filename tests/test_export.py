@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from classicnets.models import get_model, list_models, model_info
-from classicnets.onnx_export import (
+from classicnets.study.onnx_export import (
     TORCHSCRIPT_ONLY,
     export_checked,
     export_onnx,

@@ -188,8 +188,8 @@ def test_restore_datamodule_checks_the_config_it_is_given_itself(
     """The second check, for a caller that read the checkpoint some other way."""
     from omegaconf import OmegaConf
 
-    from classicnets.restore import restore_datamodule
     from classicnets.run.allowlist import ForeignTargetError
+    from classicnets.study.rebuild import restore_datamodule
 
     path, marker, key = hostile(lenet, where, tmp_path)
     checkpoint = torch.load(path, weights_only=True)

@@ -14,9 +14,9 @@ from torch import nn
 
 from classicnets.models import get_model
 from classicnets.models.init_from import InitFromError, init_from
-from classicnets.module import ClassificationModule
 from classicnets.run.checkpoints import CONFIG_KEY
 from classicnets.run.setup import compose_config
+from classicnets.training.module import ClassificationModule
 from conftest import run_cli
 from model_utils import small_vgg
 from run_helpers import TINY

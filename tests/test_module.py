@@ -14,11 +14,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from classicnets.models import register_model
-from classicnets.module import ClassificationModule
 from classicnets.optim import PassWiseLR
 from classicnets.optim.build import scaled_learning_rate
+from classicnets.run.safe_load import load_file
 from classicnets.run.setup import compose_config
-from classicnets.safe_load import load_file
+from classicnets.training.module import ClassificationModule
 from classicnets.training.per_pattern import PerPatternModule
 from run_helpers import TINY
 
@@ -178,7 +178,7 @@ def test_non_finite_loss_stops_training_naming_the_step() -> None:
 
 def test_weight_decay_spares_the_named_parameter_kinds() -> None:
     from classicnets.models import get_model
-    from classicnets.module import parameter_groups
+    from classicnets.training.module import parameter_groups
 
     net = get_model("mobilenet_v1")
     decay, spared = parameter_groups(net, ["depthwise"])
@@ -239,7 +239,7 @@ def test_updates_per_step_runs_a_callbacks_optimizer_step_hook_for_every_update(
 def test_updates_per_step_refuses_a_loss_scaler_in_one_line() -> None:
     """fp16 mixed precision (a GPU's "16-mixed") scales the loss, which the updates of a batch
     do not: refused at setup, naming the key, instead of unscaled steps."""
-    from classicnets.checks import ConfigValueError
+    from classicnets.run.checks import ConfigValueError
 
     m = per_pattern_module(updates_per_step=4)
     m.trainer = Trainer(logger=False, accelerator="cpu", devices=1, precision="bf16-mixed")
@@ -283,7 +283,7 @@ def test_a_per_pattern_checkpoint_and_an_older_one_evaluate_with_the_general_mod
     older = dict(
         checkpoint, hyper_parameters={**checkpoint["hyper_parameters"], "updates_per_step": 32}
     )
-    older[CONFIG_KEY]["model"]["_target_"] = "classicnets.module.ClassificationModule"
+    older[CONFIG_KEY]["model"]["_target_"] = "classicnets.training.module.ClassificationModule"
     torch.save(older, tmp_path / "older.ckpt")
     scores = []
     for path in (run_dir / "checkpoints" / "last.ckpt", tmp_path / "older.ckpt"):

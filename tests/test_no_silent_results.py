@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from classicnets.resume import AtomicCheckpointIO
 from classicnets.run import report, temporaries
+from classicnets.run.resume import AtomicCheckpointIO
 from classicnets.run.setup import compose_config
 from conftest import load_entry_point
 from run_helpers import TINY

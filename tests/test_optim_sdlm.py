@@ -16,8 +16,8 @@ from classicnets.data.mnist import MNISTDataModule
 from classicnets.models import get_model
 from classicnets.models.lenet import Squash
 from classicnets.optim import SDLM, diagonal_gauss_newton
+from classicnets.run.safe_load import load_file
 from classicnets.run.setup import compose_config
-from classicnets.safe_load import load_file
 
 
 class SquaredDistanceHead(nn.Module):

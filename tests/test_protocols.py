@@ -16,7 +16,7 @@ from PIL import Image
 from classicnets.data.decode import EncodedImage
 from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.protocols import collate_views, make_protocol, rescale
-from classicnets.module import ClassificationModule
+from classicnets.training.module import ClassificationModule
 
 HEIGHT, WIDTH = 300, 400  # a landscape test image
 

@@ -11,11 +11,11 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from classicnets.callbacks import FilterRenorm, PolyakAveraging
 from classicnets.data.presets import TRAIN_PRESETS
 from classicnets.models import get_model
-from classicnets.module import parameter_groups
 from classicnets.run.setup import compose_config
+from classicnets.training.callbacks import FilterRenorm, PolyakAveraging
+from classicnets.training.module import parameter_groups
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 VGGS = [f"vgg{d}{s}" for d in (11, 13, 16, 19) for s in ("", "_bn")] + ["vgg11_lrn"]

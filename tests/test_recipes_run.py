@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from classicnets.data.mnist import MNISTDataModule
+from classicnets.run.safe_load import load_file
 from classicnets.run.setup import compose_config
-from classicnets.safe_load import load_file
 from conftest import CONF_DIR
 
 MNIST_MODELS = {"lenet5", "lenet5_modern"}

@@ -14,9 +14,13 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from classicnets.callbacks import PolyakAveraging, RecomputeBatchNorm, recompute_bn_statistics
+from classicnets.run.safe_load import load_file
 from classicnets.run.setup import compose_config
-from classicnets.safe_load import load_file
+from classicnets.training.callbacks import (
+    PolyakAveraging,
+    RecomputeBatchNorm,
+    recompute_bn_statistics,
+)
 
 STATISTICS = ("running_mean", "running_var")
 

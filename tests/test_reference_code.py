@@ -12,8 +12,8 @@ from torch import nn
 
 from classicnets.models import get_model
 from classicnets.models.googlenet import caffe_lrn
-from classicnets.module import parameter_groups
 from classicnets.run.setup import compose_config
+from classicnets.training.module import parameter_groups
 
 
 def test_googlenet_lrn_is_caffes_across_channel_layer_with_k_1() -> None:

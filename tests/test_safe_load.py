@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from classicnets.safe_load import (
+from classicnets.run.safe_load import (
     CorruptCheckpointError,
     HashMismatchError,
     UnsafeCheckpointError,

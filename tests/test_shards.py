@@ -17,8 +17,8 @@ from classicnets.data.common import DatasetNotFoundError
 from classicnets.data.fake import UNDECODABLE, make_fake_imagenet
 from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.shards import ShardsDataModule
+from classicnets.run.safe_load import load_file
 from classicnets.run.setup import compose_config
-from classicnets.safe_load import load_file
 from conftest import load_script
 from run_helpers import signal_at, train
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from classicnets.run.safe_load import load_file
 from classicnets.run.setup import compose_config
-from classicnets.safe_load import load_file
 from conftest import load_script
 from run_helpers import TINY
 

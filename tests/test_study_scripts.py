@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from classicnets.filters import GAP, colour_specificity, kernel_grid
 from classicnets.models import get_model
-from classicnets.neighbours import extract_features, nearest
-from classicnets.restore import checkpoint_data_config, restore_datamodule, restore_model
+from classicnets.run.safe_load import load_file
 from classicnets.run.setup import compose_config
-from classicnets.safe_load import load_file
+from classicnets.study.filters import GAP, colour_specificity, kernel_grid
+from classicnets.study.neighbours import extract_features, nearest
+from classicnets.study.rebuild import checkpoint_data_config, restore_datamodule, restore_model
 from conftest import load_entry_point, load_script, run_cli
 from run_helpers import TINY
 from study_helpers import imagenet_checkpoint, lenet_checkpoint
@@ -74,7 +74,7 @@ def test_colour_specificity_is_zero_for_grey_kernels_and_high_for_one_colour() -
 def test_filter_callback_saves_a_grid_every_n_epochs(tmp_path: Path, train_main) -> None:
     overrides = [
         *TINY, "logger=none", "trainer.max_epochs=2", "trainer.limit_train_batches=2",
-        "+callbacks.filters._target_=classicnets.callbacks.FilterGrid",
+        "+callbacks.filters._target_=classicnets.study.FilterGrid",
         "+callbacks.filters.every_n_epochs=1",
     ]  # fmt: skip
     train_main(compose_config("train", overrides, tmp_path))

@@ -111,8 +111,8 @@ def test_launcher_plugins_merge_into_the_trainers_keyed_plugins(
 ) -> None:
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-    from classicnets.resume import AtomicCheckpointIO
     from classicnets.run import setup
+    from classicnets.run.resume import AtomicCheckpointIO
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3", job_name="train"):
         cfg = compose(

@@ -13,9 +13,9 @@ from omegaconf import OmegaConf
 
 from classicnets.models import get_model
 from classicnets.models.init_from import init_from
-from classicnets.module import ClassificationModule
 from classicnets.run.checkpoints import CONFIG_KEY
 from classicnets.run.setup import compose_config
+from classicnets.training.module import ClassificationModule
 
 ALEXNET = 60_965_224  # the 2012 network (two GPU groups)
 CONV6 = 256 * 256 * 9 + 256  # 256@3×3 over pool5's 256 maps

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from classicnets.checks import ConfigValueError
+from classicnets.run.checks import ConfigValueError
 
 
 class DatasetNotFoundError(FileNotFoundError):

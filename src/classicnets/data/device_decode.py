@@ -30,10 +30,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from classicnets import checks
 from classicnets.data.decode import EncodedImage
 from classicnets.data.folder import ImageFolderDataset
 from classicnets.data.sampling import PerSampleSeed
+from classicnets.run import checks
 
 DECODERS = ("cpu", "gpu")
 # JPEG colour spaces nvJPEG decodes to RGB; CMYK and YCCK go the CPU way (libjpeg-turbo, Pillow).

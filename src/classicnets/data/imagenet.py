@@ -22,7 +22,6 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from classicnets import checks
 from classicnets.data.base import ClassificationDataModule, Views
 from classicnets.data.common import (
     ClassMismatchError,
@@ -61,7 +60,8 @@ from classicnets.data.transforms import (
     DeviceAugment,
     pixel_scale,
 )
-from classicnets.safe_load import load_file
+from classicnets.run import checks
+from classicnets.run.safe_load import load_file
 
 log = logging.getLogger(__name__)
 

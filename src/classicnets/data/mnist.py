@@ -19,10 +19,10 @@ from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from classicnets import checks
 from classicnets.data.base import ClassificationDataModule
 from classicnets.data.common import DatasetNotFoundError, per_device_batch_size
 from classicnets.data.sampling import EvenShardBatchSampler, make_loader, train_sampler, world
+from classicnets.run import checks
 
 # LeCun et al. 1998, section III.A: "the values of the input pixels are normalized so that the
 # background level (white) corresponds to a value of -0.1 and the foreground (black) corresponds

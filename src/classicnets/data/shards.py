@@ -30,12 +30,12 @@ from litdata import StreamingDataLoader, StreamingDataset
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from classicnets import checks
-from classicnets.checks import ConfigValueError
 from classicnets.data.common import DatasetNotFoundError
 from classicnets.data.decode import EncodedImage
 from classicnets.data.folder import DECODE_ERRORS, SampleTransform, SkipCollate, SkippedImageWarning
 from classicnets.data.imagenet import ImageNetDataModule
+from classicnets.run import checks
+from classicnets.run.checks import ConfigValueError
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.data import ConcatDataset, DataLoader, TensorDataset
 
-from classicnets.checks import ConfigValueError
+from classicnets.run.checks import ConfigValueError
 
 # Floors, from what each figure means (the README's "Shown to learn" gives the reasoning):
 # the logits must vary from image to image by far more than float32 resolves in a loss of ~ln(C)

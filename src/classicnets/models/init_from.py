@@ -1,6 +1,6 @@
 """``model.init_from``: start a network from weights in a file, the way the papers did.
 
-Three sources are understood, each read with ``classicnets.safe_load.load_file``
+Three sources are understood, each read with ``classicnets.run.safe_load.load_file``
 (``weights_only=True``, so a file that carries code is refused before anything in it runs):
 
 - a checkpoint of ours of the same network: every tensor is copied; trained on another number of
@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from classicnets.models.registry import model_info
 from classicnets.models.vgg import VGG, config_a_layers
-from classicnets.safe_load import load_file
+from classicnets.run.safe_load import load_file
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from classicnets.checks import ConfigValueError
+from classicnets.run.checks import ConfigValueError
 
 
 def find_layer(

@@ -16,7 +16,7 @@ from typing import Any
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LinearLR
 
-from classicnets.checks import ConfigValueError
+from classicnets.run.checks import ConfigValueError
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.optim import Optimizer
 
-from classicnets import compat
+from classicnets.run import compat
 
 # Layers whose outputs are sums of weight × input (or plain reshapes). Other layers opt in with a
 # true ``sums_weighted_inputs`` attribute; pointwise activations declare ``derivative(a)``.
@@ -108,7 +108,8 @@ class SDLM(Optimizer):
     """w_k ← w_k − η / (μ + h_kk) · ∂E/∂w_k, with h_kk set by ``set_curvature`` (Appendix C).
 
     The paper re-estimates h_kk on 500 patterns before each pass and keeps it fixed during the
-    pass (section III.A); ``classicnets.callbacks.SDLMCurvature`` does that in a training run.
+    pass (section III.A); ``classicnets.training.callbacks.SDLMCurvature`` does that in a
+    training run.
     With a batch of B patterns and a mean loss, the step is η·B/(μ + h) on the mean gradient (the
     sum of B per-pattern steps): the module's linear scaling rule with reference batch 1.
 

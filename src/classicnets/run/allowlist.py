@@ -1,6 +1,6 @@
 """What a stored config may make this process build: this project's own classes, by name.
 
-A checkpoint is read with PyTorch's restricted unpickler (:mod:`classicnets.safe_load`), so its
+A checkpoint is read with PyTorch's restricted unpickler (:mod:`classicnets.run.safe_load`), so its
 pickle runs nothing; but the run config it carries is handed to ``hydra.utils.instantiate`` to
 rebuild the data, and a ``_target_`` there names any importable callable (``numpy.savetxt``,
 ``shutil.copyfile``...). Hydra's own blocklist (hydra-core >= 1.3.8) stops only a few of them.
@@ -32,6 +32,29 @@ ALLOWED_TARGETS: Mapping[str, str] = MappingProxyType(
         "classicnets.data.shards.ShardsDataModule": "classicnets.data.shards.ShardsDataModule",
     }
 )
+
+# Modules of classicnets that moved, old dotted name -> new: a ``_target_`` stored by a run of an
+# older version names the old place (resume compares it with today's config, :func:`migrated`).
+MOVED_MODULES: Mapping[str, str] = MappingProxyType(
+    {
+        "classicnets.module": "classicnets.training.module",
+        "classicnets.callbacks.polyak": "classicnets.training.callbacks.polyak",
+        "classicnets.callbacks.filter_renorm": "classicnets.training.callbacks.filter_renorm",
+        "classicnets.callbacks.sdlm_curvature": "classicnets.training.callbacks.sdlm_curvature",
+        "classicnets.callbacks.onednn": "classicnets.training.callbacks.onednn",
+        "classicnets.callbacks.filter_grid": "classicnets.study.filter_grid",
+        "classicnets.callbacks.resumable": "classicnets.run.callbacks.resumable",
+        "classicnets.callbacks.exit_together": "classicnets.run.callbacks.exit_together",
+        "classicnets.callbacks.progress": "classicnets.run.callbacks.progress",
+        "classicnets.callbacks.throughput": "classicnets.run.callbacks.throughput",
+        "classicnets.callbacks.FilterGrid": "classicnets.study.FilterGrid",
+        "classicnets.callbacks": "classicnets.training.callbacks",  # its other classes
+        "classicnets.launch": "classicnets.run.launch",
+        "classicnets.resume": "classicnets.run.resume",
+        "classicnets.errors": "classicnets.run.errors",
+    }
+)
+PER_PATTERN_MODULE = "classicnets.training.per_pattern.PerPatternModule"
 
 # Arguments of the module that train.py never stores: code (the optimizer and schedule factories)
 # or another file (init_from). A checkpoint that carries them was not written by train.py.
@@ -104,3 +127,38 @@ def check_hyper_parameters(hparams: Any, module: type, source: str) -> None:
                 f"{source}: hyper_parameters.{name} is not an argument that train.py stores "
                 f"(those are {', '.join(sorted(arguments))}); the file was refused"
             )
+
+
+def current_name(target: str) -> str:
+    """Where the class an older version stored as ``target`` lives now (the longest moved module
+    that ``target`` starts with), or ``target`` itself."""
+    for old in sorted(MOVED_MODULES, key=len, reverse=True):
+        if target == old or target.startswith(old + "."):
+            return MOVED_MODULES[old] + target[len(old) :]
+    return target
+
+
+def migrated(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run config stored by an older version as today's version writes it: every ``_target_``
+    at its current place; the general module with ``updates_per_step`` > 1 is now the per-pattern
+    module, and ``model.updates_per_step`` of 1, the old default, is no longer written."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, Mapping):
+            return {
+                k: current_name(v) if k == TARGET and isinstance(v, str) else walk(v)
+                for k, v in node.items()
+            }
+        if isinstance(node, list | tuple):
+            return [walk(child) for child in node]
+        return node
+
+    config = walk(config)
+    model = config.get("model")
+    if isinstance(model, dict) and "updates_per_step" in model:
+        general = model.get(TARGET) == "classicnets.training.module.ClassificationModule"
+        if model["updates_per_step"] == 1 and general:
+            del model["updates_per_step"]
+        elif general:
+            model[TARGET] = PER_PATTERN_MODULE
+    return config

@@ -10,9 +10,8 @@ from typing import Any
 from lightning import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from classicnets import resume
-from classicnets.run import allowlist
-from classicnets.safe_load import CorruptCheckpointError, load_file
+from classicnets.run import allowlist, resume
+from classicnets.run.safe_load import CorruptCheckpointError, load_file
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,9 @@ def load_checkpoint(path: str) -> dict[str, Any]:
 def check_rebuildable(checkpoint: Mapping[str, Any], path: str) -> None:
     """What a command rebuilds from the checkpoint names only this project's classes: the stored
     data config's ``_target_``s, and the network's plain hyperparameters (allowlist.py)."""
-    from classicnets.module import ClassificationModule  # the module imports the models: late
+    from classicnets.training.module import (
+        ClassificationModule,  # the module imports the models: late
+    )
 
     stored = checkpoint.get(CONFIG_KEY)
     if isinstance(stored, Mapping) and "data" in stored:

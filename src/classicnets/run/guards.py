@@ -10,7 +10,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from lightning import LightningDataModule
 from omegaconf import DictConfig
 
-from classicnets.checks import ConfigValueError
+from classicnets.run.checks import ConfigValueError
 
 NO_TRAINING = "it would train nothing and write up the untrained network as a result"
 

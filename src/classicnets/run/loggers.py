@@ -14,7 +14,7 @@ import hydra
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, open_dict
 
-from classicnets import launch
+from classicnets.run import launch
 
 log = logging.getLogger(__name__)
 

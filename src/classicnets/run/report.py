@@ -15,8 +15,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from rich.console import Console
 from rich.table import Table
 
-from classicnets.resume import DISK_FULL, DiskFullError
 from classicnets.run import temporaries
+from classicnets.run.resume import DISK_FULL, DiskFullError
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ Names: ``${now:...}_${run_id:}`` (conf/hydra/default.yaml) adds six random hex d
 second the run started, so runs started in the same second, on one machine or many, get
 directories of their own. Hydra caches the value in the config, so the jobs of a sweep (also on
 other nodes, which receive the config) agree on their sweep directory, and DDP's other ranks get
-the directory itself on their command line (:func:`classicnets.launch.child_command`).
+the directory itself on their command line (:func:`classicnets.run.launch.child_command`).
 
 The lock is an OS lock (``flock``) on ``<run dir>/.lock``, taken by global rank 0 only (the other
 ranks of the run work in the same directory); the OS drops it when the process ends, however it
@@ -25,10 +25,11 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from classicnets.checks import ConfigValueError
-from classicnets.launch import global_rank
-from classicnets.resume import candidates, read_training_checkpoint
+from classicnets.run.allowlist import migrated
 from classicnets.run.checkpoints import CONFIG_KEY, resume_checkpoint
+from classicnets.run.checks import ConfigValueError
+from classicnets.run.launch import global_rank
+from classicnets.run.resume import candidates, read_training_checkpoint
 
 try:
     import fcntl
@@ -82,7 +83,7 @@ def claim(cfg: DictConfig, run_dir: Path) -> str | None:
                 cfg.seed = stored["seed"]  # seed=null drew one at random: the run's, on resume
                 log.info("resuming with the run's seed %s", cfg.seed)
             new = OmegaConf.to_container(cfg, resolve=True)
-            check_same_computation(stored, new, resume)  # type: ignore[arg-type]
+            check_same_computation(migrated(stored), new, resume)  # type: ignore[arg-type]
         else:
             log.warning("%s holds no run config: resuming without comparing configs", resume)
     if first:

@@ -16,9 +16,11 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from classicnets import checks
 from classicnets.data.common import per_device_batch_size
-from classicnets.run import rundir  # noqa: F401  registers ${run_id:} before Hydra composes
+from classicnets.run import (
+    checks,
+    rundir,  # noqa: F401  registers ${run_id:} before Hydra composes
+)
 
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"  # the repository's conf/ (editable install)
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from torch import Tensor
 
-from classicnets import checks, compat
-from classicnets.module import ClassificationModule
 from classicnets.optim.build import RunSize
+from classicnets.run import checks, compat
+from classicnets.training.module import ClassificationModule
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """Checks of the values a user types, made where each value is read: a wrong one raises
 :class:`ConfigValueError`, which names the key, the value and what is allowed, and which
-:func:`classicnets.errors.exit_on_user_error` turns into one ``error:`` line and exit status 2."""
+:func:`classicnets.run.errors.exit_on_user_error` turns into one ``error:`` line and exit
+status 2."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from classicnets.module import ClassificationModule
+from classicnets.training.module import ClassificationModule
 
 
 class SoftmaxAverage(nn.Module):

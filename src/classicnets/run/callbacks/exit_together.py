@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lightning import Callback, LightningModule, Trainer
 
-from classicnets.launch import stop_child_watch
+from classicnets.run.launch import stop_child_watch
 
 
 class ExitTogether(Callback):

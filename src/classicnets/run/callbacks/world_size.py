@@ -24,9 +24,9 @@ from typing import Any
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from classicnets import compat
-from classicnets.checks import ConfigValueError
 from classicnets.data.sampling import SeededSampler
+from classicnets.run import compat
+from classicnets.run.checks import ConfigValueError
 
 WORLD_SIZE_KEY = "world_size"  # checkpoint key: the number of processes that trained it
 

@@ -1,7 +1,7 @@
 """Watch the first layer's filters form: their grid (AlexNet Figure 3) every N epochs.
 
     python src/train.py model=alexnet data.root=DIR \
-        +callbacks.filters._target_=classicnets.callbacks.FilterGrid \
+        +callbacks.filters._target_=classicnets.study.FilterGrid \
         +callbacks.filters.every_n_epochs=5
 """
 
@@ -14,8 +14,8 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
-from classicnets import checks
-from classicnets.filters import KernelFigure
+from classicnets.run import checks
+from classicnets.study.filters import KernelFigure
 
 
 class FilterGrid(Callback):

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from classicnets.checks import ConfigValueError
 from classicnets.models.layers import find_layer
+from classicnets.run.checks import ConfigValueError
 
 GAP = 255  # the grid's background; patches use 0..PATCH_MAX, so the two never meet
 PATCH_MAX = 230

@@ -15,7 +15,6 @@ from torch.optim import Optimizer
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from classicnets import checks, compat
 from classicnets.models import get_model, model_info
 from classicnets.models.init_from import init_from as copy_weights_from
 from classicnets.optim.build import (
@@ -25,7 +24,8 @@ from classicnets.optim.build import (
     SchedulerFactory,
     build_optimization,
 )
-from classicnets.step_window import StepWindow
+from classicnets.run import checks, compat
+from classicnets.training.step_window import StepWindow
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 from lightning import Callback, LightningModule, Trainer
 from torch import Tensor
 
-from classicnets import checks
+from classicnets.run import checks
 
 
 class Throughput(Callback):

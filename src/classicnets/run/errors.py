@@ -22,21 +22,25 @@ from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from classicnets import checks
-from classicnets.checks import (
+from classicnets.data.common import ClassMismatchError, DatasetNotFoundError
+from classicnets.models.heads import HeadError
+from classicnets.models.init_from import InitFromError
+from classicnets.models.registry import UnknownModelError
+from classicnets.run import checks
+from classicnets.run.allowlist import ForeignTargetError
+from classicnets.run.checks import (
     ConfigValueError,
     MissingValueError,
     StateDictMismatchError,
     TrainerArgumentError,
 )
-from classicnets.data.common import ClassMismatchError, DatasetNotFoundError
-from classicnets.launch import RankDiedError, sweep_id
-from classicnets.models.heads import HeadError
-from classicnets.models.init_from import InitFromError
-from classicnets.models.registry import UnknownModelError
-from classicnets.resume import DiskFullError
-from classicnets.run.allowlist import ForeignTargetError
-from classicnets.safe_load import CorruptCheckpointError, HashMismatchError, UnsafeCheckpointError
+from classicnets.run.launch import RankDiedError, sweep_id
+from classicnets.run.resume import DiskFullError
+from classicnets.run.safe_load import (
+    CorruptCheckpointError,
+    HashMismatchError,
+    UnsafeCheckpointError,
+)
 
 log = logging.getLogger("classicnets")
 

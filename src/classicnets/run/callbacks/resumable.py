@@ -20,9 +20,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
-from classicnets import checks, compat
-from classicnets.launch import stop_child_watch
-from classicnets.resume import LAST
+from classicnets.run import checks, compat
+from classicnets.run.launch import stop_child_watch
+from classicnets.run.resume import LAST
 
 RNG_KEY = "rng_states"  # checkpoint key: one entry per rank
 
@@ -85,7 +85,7 @@ class RNGStateCheckpoint(Callback):
 
 class LoaderPosition(Callback):
     """A run resumed mid-epoch goes on with the next batch of the train loader, also where
-    Lightning built the loader before it loaded the checkpoint (:mod:`classicnets.compat`)."""
+    Lightning built the loader before it loaded the checkpoint (:mod:`classicnets.run.compat`)."""
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         compat.restore_train_loader_position(trainer)

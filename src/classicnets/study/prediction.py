@@ -14,8 +14,8 @@ from rich.table import Table
 
 from classicnets.data.base import ClassificationDataModule
 from classicnets.data.folder import DECODE_ERRORS, is_image_file, printable
-from classicnets.module import ClassificationModule
-from classicnets.restore import class_names
+from classicnets.study.rebuild import class_names
+from classicnets.training.module import ClassificationModule
 
 log = logging.getLogger(__name__)
 

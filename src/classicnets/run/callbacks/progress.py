@@ -7,7 +7,7 @@ from typing import Any
 from lightning import LightningModule, Trainer
 from lightning.pytorch.callbacks import RichProgressBar
 
-from classicnets import checks
+from classicnets.run import checks
 
 
 class StepRichProgressBar(RichProgressBar):

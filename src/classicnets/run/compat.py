@@ -10,7 +10,7 @@ Lightning's plain ``ddp`` launcher has two module-level hooks and no public way 
 the command that starts ranks 1… under Hydra (``_hydra_subprocess_cmd``, which repeats the whole
 command line, sweeps included) and the thread that watches those ranks
 (``_launch_process_observer``, which SIGKILLs every process, saying nothing useful, when one
-exits). :mod:`classicnets.launch` replaces both through :func:`replace_launcher_hooks`.
+exits). :mod:`classicnets.run.launch` replaces both through :func:`replace_launcher_hooks`.
 
 Several optimizer updates in one training step (``model.updates_per_step``, LeNet-5's per-pattern
 recipe) each go through ``LightningOptimizer.step``, whose precision-plugin closure calls every
@@ -90,7 +90,7 @@ def check(patched: tuple[tuple[object, str], ...] = PATCHED) -> None:
         if not _has(owner, name):
             raise LightningChangedError(
                 f"{_where(owner)}.{name} does not exist in Lightning {lightning.__version__}; "
-                f"classicnets patches it (classicnets/compat.py) and was tested with Lightning "
+                f"classicnets patches it (classicnets/run/compat.py) and was tested with Lightning "
                 f"{TESTED_LIGHTNING}.x: install lightning~={TESTED_LIGHTNING}.0 or update compat.py"
             )
 
@@ -101,7 +101,7 @@ def check_torch(private: tuple[tuple[object, str], ...] = TORCH_PRIVATE) -> None
         if not _has(owner, name):
             raise LibraryChangedError(
                 f"{_where(owner)}.{name} does not exist in torch {torch.__version__}; "
-                "classicnets uses it (classicnets/compat.py): install the torch version "
+                "classicnets uses it (classicnets/run/compat.py): install the torch version "
                 "pyproject.toml names or update compat.py"
             )
 

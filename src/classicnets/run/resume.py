@@ -2,7 +2,7 @@
 
 A re-run with the same run directory (``ckpt_path: auto``) resumes from :func:`latest_checkpoint`;
 a ``last.ckpt`` that cannot be read gives way to the newest whole checkpoint;
-the callbacks in :mod:`classicnets.callbacks.resumable` put the RNG states into checkpoints and
+the callbacks in :mod:`classicnets.run.callbacks.resumable` put the RNG states into checkpoints and
 save one when the run is stopped by a signal.
 """
 
@@ -21,7 +21,7 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from classicnets.run import temporaries
-from classicnets.safe_load import CorruptCheckpointError, load_file
+from classicnets.run.safe_load import CorruptCheckpointError, load_file
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ class DiskFullError(OSError):
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write each checkpoint to a temporary file beside it, flush it to disk, then rename it over
     the old one: a crash or a kill while saving leaves the previous checkpoint whole. Read local
-    checkpoints (resume) with the restricted unpickler of :func:`classicnets.safe_load.load_file`.
+    checkpoints (resume) with the restricted unpickler of
+    :func:`classicnets.run.safe_load.load_file`.
 
     Lightning's ``TorchCheckpointIO`` writes through an fsspec transaction whose temporary file
     lies in the system temp directory; where that is another file system than the checkpoints (a

@@ -16,7 +16,7 @@ from lightning import LightningModule, Trainer
 from lightning.pytorch.callbacks import WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-from classicnets import compat
+from classicnets.run import compat
 
 
 class PolyakAveraging(WeightAveraging):

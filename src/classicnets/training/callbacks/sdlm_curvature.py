@@ -11,8 +11,8 @@ import torch
 from lightning import Callback, LightningModule, Trainer
 from torch.utils.data import default_collate
 
-from classicnets import checks
 from classicnets.optim import SDLM, diagonal_gauss_newton
+from classicnets.run import checks
 
 log = logging.getLogger(__name__)
 

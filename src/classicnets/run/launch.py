@@ -32,8 +32,8 @@ from lightning import Trainer
 from lightning.fabric.plugins.environments import ClusterEnvironment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from classicnets import compat
-from classicnets.resume import CHECKPOINTS, LAST
+from classicnets.run import compat
+from classicnets.run.resume import CHECKPOINTS, LAST
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from classicnets.data.base import ClassificationDataModule
 from classicnets.data.common import ClassMismatchError
-from classicnets.module import ClassificationModule
 from classicnets.run import allowlist, finite
 from classicnets.run.checkpoints import CONFIG_KEY
 from classicnets.run.loggers import finish_loggers, instantiate_loggers
-from classicnets.safe_load import CorruptCheckpointError
+from classicnets.run.safe_load import CorruptCheckpointError
+from classicnets.training.module import ClassificationModule
 
 WNID = re.compile(r"^n\d{8}$")
 ILSVRC_CLASSES = 1000
