@@ -3,29 +3,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from run_helpers import run_script
+from run_helpers import load_entry_point
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 torch.set_num_threads(1)
-
-
-REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
 
 
 @pytest.fixture(autouse=True)
@@ -34,25 +26,6 @@ def _forget_hydra_config():
     would otherwise reach the next test's in-process runs."""
     yield
     HydraConfig.instance().cfg = None
-
-
-def load_script(name: str) -> ModuleType:
-    """Import ``scripts/<name>.py``, registered in sys.modules (dataclasses look it up there)."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_entry_point(script: str) -> ModuleType:
-    """Import ``src/<script>.py`` (an entry point, not a package module) for in-process runs."""
-    spec = importlib.util.spec_from_file_location(f"entry_{script}", REPO / "src" / f"{script}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")
@@ -65,13 +38,6 @@ def train_main() -> Callable[[DictConfig], float | None]:
 def eval_main() -> Callable[[DictConfig], dict[str, float]]:
     """``src/eval.py``'s Hydra main."""
     return load_entry_point("eval").main
-
-
-def run_cli(
-    script: str, *overrides: str, check: bool = True, timeout: float = 300
-) -> subprocess.CompletedProcess:
-    """Run ``python src/<script>.py overrides...`` from the repo root, as a user would."""
-    return run_script(script, *overrides, expect=0 if check else None, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

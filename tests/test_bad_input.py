@@ -13,8 +13,7 @@ from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.mnist import MNISTDataModule
 from classicnets.run.setup import compose_config
 from classicnets.training.module import ClassificationModule
-from conftest import run_cli
-from run_helpers import TINY, run_script
+from run_helpers import TINY, run_cli, run_script
 
 
 def assert_failed_cleanly(result, run_dir: Path, *phrases: str) -> None:

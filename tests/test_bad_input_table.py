@@ -15,8 +15,7 @@ import pytest
 import torch
 
 from classicnets.run.setup import compose_config
-from conftest import load_entry_point, load_script
-from run_helpers import TINY
+from run_helpers import TINY, load_entry_point, load_script
 from study_helpers import lenet_checkpoint
 
 ENTRY_POINTS = ("train", "eval", "predict", "export", "filters", "neighbours")

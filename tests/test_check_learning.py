@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from classicnets.diagnostics import learning
-from conftest import load_script
+from run_helpers import load_script
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from classicnets.models import get_model
 from classicnets.models.resnet import ZeroPadShortcut
 from classicnets.optim import LinearDecayLR, PlateauLR
 from classicnets.run.setup import compose_config
-from conftest import CONF_DIR
 from model_utils import count_macs, count_params
+from run_helpers import CONF_DIR
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 RECIPES = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))

@@ -23,7 +23,7 @@ from classicnets.data.fake import EMPTY_CLASS, UNDECODABLE, VALID_ODDITIES, make
 from classicnets.data.folder import FileIndex, SkippedImageWarning
 from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.transforms import MEAN_RGB, PIXEL_SCALES
-from conftest import load_script
+from run_helpers import load_script
 
 CLASSES = 3  # real classes; the tree has one more, empty, folder between class 0 and class 1
 

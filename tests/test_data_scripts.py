@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from classicnets.data.imagenet import ImageNetDataModule
-from conftest import load_script
+from run_helpers import load_script
 
 WNIDS = ("n01440764", "n01443537", "n01484850")  # three leaf synsets, ILSVRC2012_ID 1, 2, 3
 NAMES = ("tench, Tinca tinca", "goldfish, Carassius auratus", "great white shark")

@@ -16,7 +16,7 @@ from classicnets.data.folder import FileIndex
 from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.mnist import MNISTDataModule
 from classicnets.run.setup import compose_config
-from conftest import CONF_DIR
+from run_helpers import CONF_DIR
 
 DATA_CONFIGS = sorted(p.stem for p in (CONF_DIR / "data").glob("*.yaml"))
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from classicnets.run.setup import compose_config
 from classicnets.study.ensemble import SoftmaxAverage
-from conftest import run_cli
+from run_helpers import run_cli
 from study_helpers import imagenet_checkpoint, lenet_checkpoint
 from test_safe_load import assert_one_error_line, evil_checkpoint
 

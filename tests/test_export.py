@@ -17,7 +17,7 @@ from classicnets.study.onnx_export import (
     onnx_exporter,
     program_difference,
 )
-from conftest import run_cli
+from run_helpers import run_cli
 from study_helpers import lenet_checkpoint
 from test_safe_load import assert_one_error_line, evil_checkpoint
 

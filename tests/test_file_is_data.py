@@ -17,7 +17,7 @@ from PIL import Image
 from classicnets.run.allowlist import ALLOWED_TARGETS, checked_targets
 from classicnets.run.checkpoints import CONFIG_KEY
 from classicnets.run.setup import compose_config
-from conftest import REPO, load_entry_point, load_script
+from run_helpers import REPO, load_entry_point, load_script
 from study_helpers import lenet_checkpoint
 
 

@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from conftest import load_script
+from run_helpers import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 # What the GPU machines lack, and what they have (left out of the wheelhouse).

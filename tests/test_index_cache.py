@@ -13,7 +13,7 @@ from classicnets.data import index_cache
 from classicnets.data.folder import FileIndex
 from classicnets.data.index_cache import cache_file, cached_scan
 from classicnets.run.setup import compose_config
-from conftest import load_script
+from run_helpers import load_script
 
 CLASSES = ("n001", "n002", "n003")
 

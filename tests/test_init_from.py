@@ -17,9 +17,8 @@ from classicnets.models.init_from import InitFromError, init_from
 from classicnets.run.checkpoints import CONFIG_KEY
 from classicnets.run.setup import compose_config
 from classicnets.training.module import ClassificationModule
-from conftest import run_cli
 from model_utils import small_vgg
-from run_helpers import TINY
+from run_helpers import TINY, run_cli
 from test_safe_load import assert_one_error_line, evil_checkpoint
 
 

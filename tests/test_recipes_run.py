@@ -13,7 +13,7 @@ import torch
 from classicnets.data.mnist import MNISTDataModule
 from classicnets.run.safe_load import load_file
 from classicnets.run.setup import compose_config
-from conftest import CONF_DIR
+from run_helpers import CONF_DIR
 
 MNIST_MODELS = {"lenet5", "lenet5_modern"}
 IMAGENET_MODELS = sorted(

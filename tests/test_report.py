@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from classicnets.run.setup import compose_config
-from conftest import load_script
+from run_helpers import load_script
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,7 @@ from classicnets.run.safe_load import (
     UnsafeCheckpointError,
     load_file,
 )
-from conftest import run_cli
-from run_helpers import TINY
+from run_helpers import TINY, run_cli
 
 
 class WritesAFile:

@@ -25,7 +25,7 @@ from classicnets.data.folder import (
 )
 from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.run.setup import compose_config
-from conftest import load_entry_point
+from run_helpers import load_entry_point
 from study_helpers import imagenet_checkpoint
 
 PER_CLASS = 3

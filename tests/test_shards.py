@@ -19,8 +19,7 @@ from classicnets.data.imagenet import ImageNetDataModule
 from classicnets.data.shards import ShardsDataModule
 from classicnets.run.safe_load import load_file
 from classicnets.run.setup import compose_config
-from conftest import load_script
-from run_helpers import signal_at, train
+from run_helpers import load_script, signal_at, train
 
 pytestmark = pytest.mark.filterwarnings("ignore::classicnets.data.folder.SkippedImageWarning")
 

@@ -11,8 +11,7 @@ import torch
 
 from classicnets.run.safe_load import load_file
 from classicnets.run.setup import compose_config
-from conftest import load_script
-from run_helpers import TINY
+from run_helpers import TINY, load_script
 
 bench_step = load_script("bench_step")  # first: bench_train imports it as a top-level module
 bench_train = load_script("bench_train")

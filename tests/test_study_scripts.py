@@ -17,8 +17,7 @@ from classicnets.run.setup import compose_config
 from classicnets.study.filters import GAP, colour_specificity, kernel_grid
 from classicnets.study.neighbours import extract_features, nearest
 from classicnets.study.rebuild import checkpoint_data_config, restore_datamodule, restore_model
-from conftest import load_entry_point, load_script, run_cli
-from run_helpers import TINY
+from run_helpers import TINY, load_entry_point, load_script, run_cli
 from study_helpers import imagenet_checkpoint, lenet_checkpoint
 
 

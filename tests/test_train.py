@@ -10,7 +10,7 @@ import torch
 
 from classicnets.run.safe_load import load_file
 from classicnets.run.setup import compose_config
-from conftest import run_cli
+from run_helpers import run_cli
 
 QUICK = ["logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=5", "test=false"]
 
