@@ -18,7 +18,7 @@ from omegaconf import DictConfig, ListConfig
 
 from classicnets.run import checkpoints, finite, guards, loggers, report, setup
 from classicnets.run.errors import hydra_main
-from classicnets.study import restore
+from classicnets.study import rebuild
 from classicnets.study.ensemble import ensemble_of
 from classicnets.study.evaluation import eval_data_config
 from classicnets.training.module import ClassificationModule
@@ -34,11 +34,11 @@ def main(cfg: DictConfig) -> dict[str, float]:
     is_ensemble = isinstance(cfg.ckpt_path, ListConfig)
     paths = [str(p) for p in cfg.ckpt_path] if is_ensemble else [str(cfg.ckpt_path)]
     loaded = [checkpoints.load_checkpoint(path) for path in paths]
-    restore.check_same_classes(paths, loaded)
+    rebuild.check_same_classes(paths, loaded)
     data_cfg = eval_data_config(cfg, loaded[0])
-    datamodule = restore.restore_datamodule(data_cfg, loaded[0], source=paths[0])
+    datamodule = rebuild.restore_datamodule(data_cfg, loaded[0], source=paths[0])
     guards.check_data_keys_read(datamodule)
-    members = [restore.restore_model(c, source=p) for p, c in zip(paths, loaded, strict=True)]
+    members = [rebuild.restore_model(c, source=p) for p, c in zip(paths, loaded, strict=True)]
     del loaded  # the weights now live in the members
     run_loggers = loggers.instantiate_loggers(cfg.get("logger"), run_dir)
     trainer = setup.instantiate_trainer(cfg.trainer, logger=run_loggers or False)

@@ -20,7 +20,7 @@ from classicnets.run import checkpoints, checks, setup
 from classicnets.run.checks import ConfigValueError
 from classicnets.run.errors import hydra_main
 from classicnets.run.finite import NonFiniteError
-from classicnets.study import restore
+from classicnets.study import rebuild
 from classicnets.study.onnx_export import FILES, export_checked
 
 FORMATS = ("all", *FILES)
@@ -35,7 +35,7 @@ def main(cfg: DictConfig) -> float:
     run_dir = setup.output_dir()
     torch.manual_seed(cfg.seed)  # the check's random batch
     checkpoint = checkpoints.load_checkpoint(cfg.ckpt_path)
-    model = restore.restore_model(checkpoint, source=cfg.ckpt_path)
+    model = rebuild.restore_model(checkpoint, source=cfg.ckpt_path)
     hparams = model.hparams
     # The crop the network was trained on: the data's, else the paper's (LeNet-5: 32×32).
     data = checkpoint.get(checkpoints.CONFIG_KEY, {}).get("data", {})

@@ -17,7 +17,7 @@ from PIL import Image
 
 from classicnets.run import checkpoints, setup
 from classicnets.run.errors import hydra_main
-from classicnets.study import restore
+from classicnets.study import rebuild
 from classicnets.study.filters import KernelFigure
 
 
@@ -25,7 +25,7 @@ from classicnets.study.filters import KernelFigure
 def main(cfg: DictConfig) -> Path:
     """Draw ``cfg.layer`` of ``cfg.ckpt_path`` into the run directory; returns the PNG."""
     run_dir = setup.output_dir()
-    net = restore.restore_model(checkpoints.load_checkpoint(cfg.ckpt_path)).net
+    net = rebuild.restore_model(checkpoints.load_checkpoint(cfg.ckpt_path)).net
     figure = KernelFigure.of(net, cfg.layer)
     out = run_dir / f"filters_{figure.name.replace('.', '_')}.png"
     Image.fromarray(figure.grid).save(out)
@@ -34,7 +34,7 @@ def main(cfg: DictConfig) -> Path:
           f"group(s); drawn to {out}")  # fmt: skip
     for i, score in enumerate(figure.specificity, start=1):
         print(f"group {i} (GPU {i}): colour specificity {score:.3f}  (0 = grey, higher = colour)")
-    restore.log_figure(cfg.get("logger"), run_dir, f"filters/{figure.name}", out)
+    rebuild.log_figure(cfg.get("logger"), run_dir, f"filters/{figure.name}", out)
     return out
 
 

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from classicnets.data.base import ClassificationDataModule
 from classicnets.run import checkpoints, checks, setup
 from classicnets.run.errors import hydra_main
-from classicnets.study import restore
+from classicnets.study import rebuild
 from classicnets.study.evaluation import eval_data_config
 from classicnets.study.neighbours import (
     FeatureHook,
@@ -43,9 +43,9 @@ def main(cfg: DictConfig) -> Path:
     checks.non_negative_int("num_workers", cfg.num_workers)
     checkpoint = checkpoints.load_checkpoint(cfg.ckpt_path)
     data_cfg = eval_data_config(cfg, checkpoint)
-    datamodule = restore.restore_datamodule(data_cfg, checkpoint)
+    datamodule = rebuild.restore_datamodule(data_cfg, checkpoint)
     device = cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-    model = restore.restore_model(checkpoint).to(device)
+    model = rebuild.restore_model(checkpoint).to(device)
     del checkpoint
 
     start = time.perf_counter()
@@ -63,7 +63,7 @@ def main(cfg: DictConfig) -> Path:
     out = run_dir / "neighbours.png"
     draw(figure_rows, cfg.k, out)
     print(f"figure written to {out}")
-    restore.log_figure(cfg.get("logger"), run_dir, "neighbours", out)
+    rebuild.log_figure(cfg.get("logger"), run_dir, "neighbours", out)
     return out
 
 
@@ -79,7 +79,7 @@ def query_rows(
     train_names, val_names = datamodule.item_names("train"), datamodule.item_names("val")
     train_views, val_views = datamodule.item_views("train"), datamodule.item_views("val")
     picks = np.unique(np.linspace(0, len(val_names) - 1, cfg.queries).round().astype(int))
-    names = restore.class_names(datamodule)
+    names = rebuild.class_names(datamodule)
     rows = []
     with FeatureHook(net, cfg.layer) as hook:
         batches = input_batches(datamodule, "val", len(picks), only=picks.tolist(), device=device)

@@ -19,7 +19,7 @@ from rich.console import Console
 
 from classicnets.run import checkpoints, checks, guards, loggers, setup
 from classicnets.run.errors import hydra_main
-from classicnets.study import restore
+from classicnets.study import rebuild
 from classicnets.study.evaluation import eval_data_config
 from classicnets.study.prediction import list_images, predict_files, print_table, write_csv
 
@@ -35,10 +35,10 @@ def main(cfg: DictConfig) -> list:
     files = list_images(cfg.inputs)
     checkpoint = checkpoints.load_checkpoint(cfg.ckpt_path)
     data_cfg = eval_data_config(cfg, checkpoint)
-    datamodule = restore.restore_datamodule(data_cfg, checkpoint, source=cfg.ckpt_path)
+    datamodule = rebuild.restore_datamodule(data_cfg, checkpoint, source=cfg.ckpt_path)
     guards.check_data_keys_read(datamodule)
     device = cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-    model = restore.restore_model(checkpoint, source=cfg.ckpt_path).to(device)
+    model = rebuild.restore_model(checkpoint, source=cfg.ckpt_path).to(device)
     del checkpoint
 
     rows, skipped = predict_files(
