@@ -126,13 +126,18 @@ def bench(cfg: DictConfig, options: dict[str, str], steps: int, warmup: int) -> 
     else:  # the process's peak resident memory (Linux reports KiB)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
-        "model": cfg.model.net.name, "device": torch.cuda.get_device_name() if device.type ==
-        "cuda" else "cpu", "batch": len(targets), **options,
+        "model": cfg.model.net.name,
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "batch": len(targets),
+        **options,
         "images_per_s": round(len(targets) / (wait + compute), 1),
-        "step_ms": round(1e3 * (wait + compute), 3), "fwd_bwd_ms": round(1e3 * compute, 3),
-        "data_wait_ms": round(1e3 * wait, 3), "data_wait_share": round(wait / (wait + compute), 3),
-        "peak_mem_mib": round(peak, 1), "first_step_s": round(first_step, 3),
-    }  # fmt: skip
+        "step_ms": round(1e3 * (wait + compute), 3),
+        "fwd_bwd_ms": round(1e3 * compute, 3),
+        "data_wait_ms": round(1e3 * wait, 3),
+        "data_wait_share": round(wait / (wait + compute), 3),
+        "peak_mem_mib": round(peak, 1),
+        "first_step_s": round(first_step, 3),
+    }
 
 
 def recipe_names() -> list[str]:

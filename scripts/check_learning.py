@@ -99,8 +99,11 @@ def parse(argv: Sequence[str] | None) -> list[str]:
         raise SystemExit(0)
     flags = [arg for arg in overrides if arg.startswith("-")]
     if flags:
-        print(f"error: {flags[0]}: check_learning takes overrides only (key=value), e.g. "
-              "check.passes=16 check.table=families; see --help", file=sys.stderr)  # fmt: skip
+        print(
+            f"error: {flags[0]}: check_learning takes overrides only (key=value), e.g. "
+            "check.passes=16 check.table=families; see --help",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     return overrides
 

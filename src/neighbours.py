@@ -50,14 +50,23 @@ def main(cfg: DictConfig) -> Path:
 
     start = time.perf_counter()
     folder = feature_cache(Path(cfg.feature_cache_dir), cfg.ckpt_path, data_cfg, cfg.layer)
-    bank, reused = cached_features(model.net, datamodule, "train", folder, layer=cfg.layer,
-                                   batch_size=cfg.batch_size, workers=cfg.num_workers,
-                                   device=device)  # fmt: skip
+    bank, reused = cached_features(
+        model.net,
+        datamodule,
+        "train",
+        folder,
+        layer=cfg.layer,
+        batch_size=cfg.batch_size,
+        workers=cfg.num_workers,
+        device=device,
+    )
     if reused:
         print(f"reusing the training features in {folder}")
     else:
-        print(f"extracted {bank.shape[0]:,} × {bank.shape[1]} training features in "
-              f"{time.perf_counter() - start:.1f} s into {folder}")  # fmt: skip
+        print(
+            f"extracted {bank.shape[0]:,} × {bank.shape[1]} training features in "
+            f"{time.perf_counter() - start:.1f} s into {folder}"
+        )
 
     figure_rows = query_rows(cfg, model.net, datamodule, bank, device)
     out = run_dir / "neighbours.png"
@@ -88,15 +97,21 @@ def query_rows(
             distances, indices = nearest(features, bank, cfg.k)
             for row, p, ds, ids in zip(queries.tolist(), probs, distances, indices, strict=True):
                 top = p.topk(min(5, len(p)))
-                rows.append(FigureRow(
-                    query=datamodule.picture(val_views[row][0]),
-                    top5=([names[i] for i in top.indices], top.values.tolist()),
-                    neighbours=[(datamodule.picture(train_views[i][0]), float(d))
-                                for d, i in zip(ds, ids.tolist(), strict=True)],
-                ))  # fmt: skip
+                rows.append(
+                    FigureRow(
+                        query=datamodule.picture(val_views[row][0]),
+                        top5=([names[i] for i in top.indices], top.values.tolist()),
+                        neighbours=[
+                            (datamodule.picture(train_views[i][0]), float(d))
+                            for d, i in zip(ds, ids.tolist(), strict=True)
+                        ],
+                    )
+                )
                 nearest_items = ", ".join(Path(train_names[i]).name for i in ids[:3].tolist())
-                print(f"{val_names[row]}: {names[top.indices[0]]} ({top.values[0]:.2f}); "
-                      f"nearest {nearest_items}, ...")  # fmt: skip
+                print(
+                    f"{val_names[row]}: {names[top.indices[0]]} ({top.values[0]:.2f}); "
+                    f"nearest {nearest_items}, ..."
+                )
     return rows
 
 

@@ -71,8 +71,13 @@ def small_vgg(name: str, init: str = "paper") -> nn.Module:
     with torch.device("meta"):
         model = get_model(name, num_classes=10)
     model.classifier = nn.Sequential(
-        nn.Linear(8, 8), nn.ReLU(), nn.Dropout(), nn.Linear(8, 8), nn.ReLU(), nn.Dropout(),
+        nn.Linear(8, 8),
+        nn.ReLU(),
+        nn.Dropout(),
+        nn.Linear(8, 8),
+        nn.ReLU(),
+        nn.Dropout(),
         nn.Linear(8, 10),
-    )  # fmt: skip
+    )
     model.to_empty(device="cpu").reset_parameters(init)
     return model

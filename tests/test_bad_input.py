@@ -46,9 +46,12 @@ def test_override_that_does_not_exist_is_refused(tmp_path: Path) -> None:
 def test_missing_imagenet_says_how_to_prepare_it(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-imagenet"
     result = run_cli(
-        "train", "model=alexnet", f"data.root={missing}", f"hydra.run.dir={tmp_path / 'run'}",
+        "train",
+        "model=alexnet",
+        f"data.root={missing}",
+        f"hydra.run.dir={tmp_path / 'run'}",
         check=False,
-    )  # fmt: skip
+    )
     assert_failed_cleanly(result, tmp_path / "run", str(missing), "prepare_imagenet.py")
     assert result.returncode == 2
     assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
@@ -183,9 +186,16 @@ def test_a_wrong_value_ends_with_one_line_naming_it_and_exit_2(
 def test_a_sweep_job_with_a_wrong_value_fails_alone(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     result = run_script(
-        "train", "-m", "data.batch_size=0,32", *TINY, "trainer.max_epochs=1", "test=false",
-        "logger=none", f"hydra.sweep.dir={sweep}", expect=2,
-    )  # fmt: skip
+        "train",
+        "-m",
+        "data.batch_size=0,32",
+        *TINY,
+        "trainer.max_epochs=1",
+        "test=false",
+        "logger=none",
+        f"hydra.sweep.dir={sweep}",
+        expect=2,
+    )
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "1 sweep job(s) failed" in errors[0], result.stderr[-2000:]

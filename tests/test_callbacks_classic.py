@@ -77,10 +77,15 @@ def _loader(n: int = 16) -> DataLoader:
 
 def _trainer(callbacks: list[Callback], max_epochs: int = 1, **kwargs: Any) -> Trainer:
     return Trainer(
-        accelerator="cpu", max_epochs=max_epochs, callbacks=callbacks, logger=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        accelerator="cpu",
+        max_epochs=max_epochs,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
         **({"enable_checkpointing": False} | kwargs),
-    )  # fmt: skip
+    )
 
 
 class _RecordRMS(Callback):

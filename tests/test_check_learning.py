@@ -67,9 +67,12 @@ def test_imagenet_recipes_read_the_digits_as_jpegs_at_their_paper_input(
     check_learning: ModuleType, data_dir: Path
 ) -> None:
     f = figures(
-        check_learning, "model=shufflenet_v2_x0_5", f"paths.data_dir={data_dir}",
-        "check.images=8", "check.passes=1",
-    )  # fmt: skip
+        check_learning,
+        "model=shufflenet_v2_x0_5",
+        f"paths.data_dir={data_dir}",
+        "check.images=8",
+        "check.passes=1",
+    )
     assert f.input_shape == (3, 224, 224)
     assert f.batch_size == 8 and f.steps == 1
     assert f.lr == pytest.approx(0.5 * 8 / 1024)  # the recipe's LR, by the linear rule

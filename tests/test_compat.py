@@ -54,16 +54,25 @@ def test_a_renamed_private_torch_name_fails_at_import_naming_it_and_the_version(
 
 
 def test_norm_layers_are_every_layer_with_norm_parameters() -> None:
-    norms = [nn.BatchNorm2d(4), nn.SyncBatchNorm(4), nn.InstanceNorm2d(4, affine=True),
-             nn.GroupNorm(2, 4), nn.LayerNorm(4)]  # fmt: skip
+    norms = [
+        nn.BatchNorm2d(4),
+        nn.SyncBatchNorm(4),
+        nn.InstanceNorm2d(4, affine=True),
+        nn.GroupNorm(2, 4),
+        nn.LayerNorm(4),
+    ]
     assert all(isinstance(m, compat.NORM_LAYERS) for m in norms)
     assert not isinstance(nn.Conv2d(4, 4, 1), compat.NORM_LAYERS)
 
 
 def test_fused_addcdiv_updates_every_tensor() -> None:
     weights = [torch.ones(3), torch.full((2,), 2.0)]
-    compat.foreach_addcdiv_(weights, [torch.ones(3), torch.ones(2)], [torch.full((3,), 4.0),
-                            torch.full((2,), 2.0)], value=-1.0)  # fmt: skip
+    compat.foreach_addcdiv_(
+        weights,
+        [torch.ones(3), torch.ones(2)],
+        [torch.full((3,), 4.0), torch.full((2,), 2.0)],
+        value=-1.0,
+    )
     assert weights[0].tolist() == [0.75] * 3 and weights[1].tolist() == [1.5] * 2
 
 

@@ -146,12 +146,19 @@ def test_plateau_schedule_resumes_with_its_count() -> None:
 @pytest.mark.parametrize("name", ["resnet50", "preact_resnet50"])
 def test_resnet_switches_are_plain_overrides(name: str, tmp_path: Path) -> None:
     """The paper's ResNet ablations are in the recipe, so the command line needs no '+'."""
-    switches = ["model.net.shortcut=A", "model.net.stride_in_1x1=true",
-                "model.net.zero_init_residual=true"]  # fmt: skip
+    switches = [
+        "model.net.shortcut=A",
+        "model.net.stride_in_1x1=true",
+        "model.net.zero_init_residual=true",
+    ]
     cfg = compose_config("train", [f"model={name}", *switches], tmp_path)
     net = cfg.model.net
     assert (net.name, net.shortcut, net.stride_in_1x1, net.zero_init_residual) == (
-        name, "A", True, True)  # fmt: skip
+        name,
+        "A",
+        True,
+        True,
+    )
     unit = get_model(**net, num_classes=10).layer2[0]  # as ClassificationModule builds it
     assert isinstance(unit.downsample, ZeroPadShortcut)  # option A
     assert unit.conv1.stride == (2, 2)  # the stride on the first 1×1

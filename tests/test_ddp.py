@@ -31,8 +31,13 @@ def _entries(directory: Path) -> set[str]:
 @pytest.mark.slow
 def test_ddp_run_stops_on_a_signal_to_rank_1_and_the_rerun_resumes(tmp_path: Path) -> None:
     run_dir, reference = tmp_path / "run", tmp_path / "reference"
-    exact = (*TINY, *DDP, "trainer.max_epochs=3", "trainer.deterministic=true",
-             "callbacks.checkpoint_on_signal.check_every_n_steps=1")  # fmt: skip  # agree each step
+    exact = (
+        *TINY,
+        *DDP,
+        "trainer.max_epochs=3",
+        "trainer.deterministic=true",
+        "callbacks.checkpoint_on_signal.check_every_n_steps=1",
+    )  # agree each step
     run = (*exact, "logger=wandb", f"hydra.run.dir={run_dir}")
     # SIGUSR1 (SLURM's warning) reaches rank 1 only, 5 steps an epoch: both ranks stop after
     # step 8, mid-epoch 1, with last.ckpt saved.
@@ -119,9 +124,16 @@ time.sleep(60)
 def test_ddp_sweep_of_two_jobs_one_directory_and_one_wandb_run_each(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     train(
-        tmp_path, "-m", "seed=1,2", *TINY, *DDP, "trainer.max_epochs=1", "test=false",
-        "logger=wandb", f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
+        tmp_path,
+        "-m",
+        "seed=1,2",
+        *TINY,
+        *DDP,
+        "trainer.max_epochs=1",
+        "test=false",
+        "logger=wandb",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert _entries(tmp_path) == {"sweep"}  # no run directories of children, no nested sweeps
     assert _entries(sweep) == {"0", "1", "multirun.yaml"}
     started, finished = [], []

@@ -32,8 +32,15 @@ STAND_INS = {
 }  # fmt: skip
 # ONNX: one network of each kind of layer (LRN and groups, inception, BatchNorm and residuals,
 # depthwise convolutions, channel shuffle), and LeNet-5 through TorchScript's exporter.
-ONNX_STAND_INS = ["alexnet", "googlenet", "lenet5", "lenet5_modern", "mobilenet_v1", "resnet18",
-                  "shufflenet_v1_g3"]  # fmt: skip
+ONNX_STAND_INS = [
+    "alexnet",
+    "googlenet",
+    "lenet5",
+    "lenet5_modern",
+    "mobilenet_v1",
+    "resnet18",
+    "shufflenet_v1_g3",
+]
 
 
 def network(name: str) -> tuple[torch.nn.Module, tuple[int, int, int]]:

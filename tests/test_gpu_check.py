@@ -16,8 +16,16 @@ from run_helpers import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 # What the GPU machines lack, and what they have (left out of the wheelhouse).
-LACKED = ("hydra_core", "omegaconf", "antlr4_python3_runtime", "simplejpeg", "torchdata",
-          "wandb", "mlxtend", "torchcodec")  # fmt: skip
+LACKED = (
+    "hydra_core",
+    "omegaconf",
+    "antlr4_python3_runtime",
+    "simplejpeg",
+    "torchdata",
+    "wandb",
+    "mlxtend",
+    "torchcodec",
+)
 HAD = ("torch", "torchvision", "lightning", "torchmetrics", "onnxruntime", "numpy", "pillow")
 
 
@@ -47,8 +55,11 @@ def test_gpu_check_refuses_in_one_line_when_packages_and_wheels_are_missing(
     # A python that cannot import hydra (an empty site), for the install check only.
     (shim / "python").write_text(f'#!/bin/sh\nexec {sys.executable} -S -I "$@"\n')
     (shim / "python").chmod(0o755)
-    env = os.environ | {"OUT": str(tmp_path / "out"), "WHEELS": str(tmp_path / "none"),
-                        "PATH": f"{shim}:{os.environ['PATH']}"}  # fmt: skip
+    env = os.environ | {
+        "OUT": str(tmp_path / "out"),
+        "WHEELS": str(tmp_path / "none"),
+        "PATH": f"{shim}:{os.environ['PATH']}",
+    }
     done = subprocess.run(
         ["bash", str(REPO / "scripts" / "gpu_check.sh")], env=env, capture_output=True, text=True
     )

@@ -120,9 +120,13 @@ def test_a_pickle_that_runs_code_is_refused_and_nothing_runs(tmp_path: Path) -> 
     marker = tmp_path / "pwned"
     path = evil_checkpoint(tmp_path / "evil.ckpt", marker)
     result = run_cli(
-        "train", *TINY, "logger=none", f"++model.init_from={path}",
-        f"hydra.run.dir={tmp_path / 'run'}", check=False,
-    )  # fmt: skip
+        "train",
+        *TINY,
+        "logger=none",
+        f"++model.init_from={path}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        check=False,
+    )
     assert_one_error_line(result, "evil.ckpt", "not a plain checkpoint")
     assert not marker.exists()
     assert not (tmp_path / "run" / "checkpoints").exists()
@@ -139,11 +143,17 @@ def test_a_torchvision_weights_file_is_evaluated_under_a_papers_protocol(
     weights = tmp_path / "resnet18_torchvision.pth"
     torch.save(reference.state_dict(), weights)
     overrides = [
-        "model=resnet18", f"data.root={fake_imagenet}", f"model.init_from={weights}",
+        "model=resnet18",
+        f"data.root={fake_imagenet}",
+        f"model.init_from={weights}",
         "model.net.shortcut=B",  # torchvision's ResNet-18 projects (option B)
-        "data.normalization=torchvision", "train=false", "data.test_protocol=ten_crop",
-        "data.batch_size=2", "data.num_workers=0", "logger=none",
-    ]  # fmt: skip
+        "data.normalization=torchvision",
+        "train=false",
+        "data.test_protocol=ten_crop",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "logger=none",
+    ]
     cfg = compose_config("train", overrides, tmp_path / "run")
     train_main(cfg)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -110,8 +110,12 @@ def test_bn_variants_add_exactly_the_bn_affine_params() -> None:
     """VGG-BN = VGG + a BN γ and β per conv channel (Table 1 widths)."""
     widths_a = [64, 128, 256, 256, 512, 512, 512, 512]
     widths_b = [64, 64, 128, 128, 256, 256, 512, 512, 512, 512]
-    widths = {11: widths_a, 13: widths_b, 16: [*widths_b, 256, 512, 512],
-              19: [*widths_b, 256, 256, 512, 512, 512, 512]}  # fmt: skip
+    widths = {
+        11: widths_a,
+        13: widths_b,
+        16: [*widths_b, 256, 512, 512],
+        19: [*widths_b, 256, 256, 512, 512, 512, 512],
+    }
     for depth, convs in widths.items():
         assert len(convs) + 3 == depth
         extra = model_info(f"vgg{depth}_bn").params - model_info(f"vgg{depth}").params

@@ -31,9 +31,15 @@ PARAMS = {
     "shufflenet_v2_x1_5": 3_503_624, "shufflenet_v2_x2_0": 7_393_996,
 }  # fmt: skip
 # Rounded figures the papers (or the official code's README) print, in millions.
-ROUNDED_PARAMS = {"mobilenet_v1": 4.2, "shufflenet_v1_g3": 1.9, "shufflenet_v1_g8": 2.4,
-                  "shufflenet_v2_x0_5": 1.4, "shufflenet_v2_x1_0": 2.3,
-                  "shufflenet_v2_x1_5": 3.5, "shufflenet_v2_x2_0": 7.4}  # fmt: skip
+ROUNDED_PARAMS = {
+    "mobilenet_v1": 4.2,
+    "shufflenet_v1_g3": 1.9,
+    "shufflenet_v1_g8": 2.4,
+    "shufflenet_v2_x0_5": 1.4,
+    "shufflenet_v2_x1_0": 2.3,
+    "shufflenet_v2_x1_5": 3.5,
+    "shufflenet_v2_x2_0": 7.4,
+}
 # (paper GMACs, relative tolerance). MobileNet v1 569M, v2 300M (docs/recipes.md); ShuffleNet v1
 # Table 1 complexity row (g=3: 137-138M in docs/recipes.md); v2 Table 5 (41/146/299/591M).
 GMACS = {
@@ -45,9 +51,13 @@ GMACS = {
     "shufflenet_v2_x1_5": (0.299, 0.02), "shufflenet_v2_x2_0": (0.591, 0.02),
 }  # fmt: skip
 # torchvision's _ops metadata, printed to 3 decimals.
-TORCHVISION_GMACS = {"mobilenet_v2": 0.301, "shufflenet_v2_x0_5": 0.04,
-                     "shufflenet_v2_x1_0": 0.145, "shufflenet_v2_x1_5": 0.296,
-                     "shufflenet_v2_x2_0": 0.583}  # fmt: skip
+TORCHVISION_GMACS = {
+    "mobilenet_v2": 0.301,
+    "shufflenet_v2_x0_5": 0.04,
+    "shufflenet_v2_x1_0": 0.145,
+    "shufflenet_v2_x1_5": 0.296,
+    "shufflenet_v2_x2_0": 0.583,
+}
 
 
 def _build(name: str, **kwargs: object) -> nn.Module:
@@ -117,8 +127,9 @@ def test_torchvision_equivalence(name: str) -> None:
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2", "shufflenet_v1_g3",
-                                  "shufflenet_v2_x1_0"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name", ["mobilenet_v1", "mobilenet_v2", "shufflenet_v1_g3", "shufflenet_v2_x1_0"]
+)
 def test_gradients_reach_first_conv(name: str) -> None:
     model = _build(name, num_classes=10).train()
     loss = nn.functional.cross_entropy(model(torch.randn(2, 3, 64, 64)), torch.tensor([1, 7]))
@@ -133,8 +144,9 @@ def test_mobilenet_v1_table() -> None:
     """Table 1: 13 depthwise 3×3 layers, five of stride 2 (the last one's printed "s2" is a typo),
     so the 224 input leaves a 7×7×1024 map for the 7×7 average pool."""
     model = _build("mobilenet_v1")
-    depthwise = [m for m in model.modules()
-                 if isinstance(m, nn.Conv2d) and m.groups == m.in_channels > 1]  # fmt: skip
+    depthwise = [
+        m for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups == m.in_channels > 1
+    ]
     assert len(depthwise) == 13
     assert [m.stride[0] for m in depthwise].count(2) == 4  # + the stem's stride-2 full conv
     assert depthwise[-1].stride == (1, 1)
@@ -142,8 +154,9 @@ def test_mobilenet_v1_table() -> None:
         assert model.features(torch.randn(1, 3, 224, 224)).shape == (1, 1024, 7, 7)
 
 
-@pytest.mark.parametrize(("alpha", "mmacs", "mparams"), [(0.75, 325, 2.6), (0.5, 149, 1.3),
-                                                         (0.25, 41, 0.5)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("alpha", "mmacs", "mparams"), [(0.75, 325, 2.6), (0.5, 149, 1.3), (0.25, 41, 0.5)]
+)
 def test_mobilenet_v1_width_multiplier(alpha: float, mmacs: int, mparams: float) -> None:
     """Width multiplier rows of the paper's Table 6 (recalled, not in docs/recipes.md): MACs and
     parameters shrink roughly as α²."""

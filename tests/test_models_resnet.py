@@ -33,15 +33,24 @@ TORCHVISION_GMACS = {
     "resnet152": 11.514, "resnext50_32x4d": 4.23, "resnext101_32x8d": 16.414,
 }  # fmt: skip
 # The paper's Table 1 FLOPs (multiply-adds), which use the v1 stride placement.
-PAPER_GMACS = {"resnet18": 1.8, "resnet34": 3.6, "resnet50": 3.8, "resnet101": 7.6,
-               "resnet152": 11.3}  # fmt: skip
+PAPER_GMACS = {
+    "resnet18": 1.8,
+    "resnet34": 3.6,
+    "resnet50": 3.8,
+    "resnet101": 7.6,
+    "resnet152": 11.3,
+}
 # Ours, measured: the v1 networks (stride_in_1x1=True) that the paper's figures describe.
 V1_GMACS = {"resnet50": 3.858, "resnet101": 7.570, "resnet152": 11.282}
 # Pre-activation units have no BN on their projections; every other BN difference cancels
 # (see preact_resnet.py), so each count is ResNet's less these.
-PROJECTION_BN_PARAMS = {"18": 2 * (128 + 256 + 512), "34": 2 * (128 + 256 + 512),
-                        "50": 2 * (256 + 512 + 1024 + 2048), "101": 2 * (256 + 512 + 1024 + 2048),
-                        "152": 2 * (256 + 512 + 1024 + 2048)}  # fmt: skip
+PROJECTION_BN_PARAMS = {
+    "18": 2 * (128 + 256 + 512),
+    "34": 2 * (128 + 256 + 512),
+    "50": 2 * (256 + 512 + 1024 + 2048),
+    "101": 2 * (256 + 512 + 1024 + 2048),
+    "152": 2 * (256 + 512 + 1024 + 2048),
+}
 
 
 def _build(name: str, **kwargs: object) -> nn.Module:
@@ -184,8 +193,9 @@ def test_torchvision_equivalence(name: str) -> None:
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnext50_32x4d", "preact_resnet18",
-                                  "preact_resnet50"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name", ["resnet18", "resnet50", "resnext50_32x4d", "preact_resnet18", "preact_resnet50"]
+)
 def test_gradients_reach_first_conv(name: str) -> None:
     model = _build(name, num_classes=10).train()
     loss = nn.functional.cross_entropy(model(torch.randn(2, 3, 64, 64)), torch.tensor([1, 7]))
@@ -242,8 +252,11 @@ def test_shortcut_options(name: str, a: int, c: int) -> None:
     )
     assert count_params(a_model) == a == count_params(b_model) - projections
     assert count_params(c_model) == c > count_params(b_model)
-    assert all(blk.downsample is not None for blk in c_model.modules()
-               if isinstance(blk, BasicBlock | Bottleneck))  # fmt: skip
+    assert all(
+        blk.downsample is not None
+        for blk in c_model.modules()
+        if isinstance(blk, BasicBlock | Bottleneck)
+    )
     with torch.no_grad():
         assert a_model(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
 
@@ -269,7 +282,8 @@ def test_stride_in_1x1_moves_stride_only(prefix: str) -> None:
         assert v1(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
     if prefix:  # pre-activation moves BN and ReLU only: the v1 MACs are ResNet's
         assert _meta_gmacs(f"{prefix}resnet50", stride_in_1x1=True) == pytest.approx(
-            _meta_gmacs("resnet50", stride_in_1x1=True), abs=1e-3)  # fmt: skip
+            _meta_gmacs("resnet50", stride_in_1x1=True), abs=1e-3
+        )
     with pytest.raises(ValueError, match="Bottleneck"):
         get_model(f"{prefix}resnet18", stride_in_1x1=True)
 
@@ -288,15 +302,19 @@ def test_preact_zero_init_residual(name: str) -> None:
     with torch.no_grad():
         torch.testing.assert_close(unit(x), x)  # identity shortcut + zero branch
     default = _build(name)
-    assert all(torch.count_nonzero(u.last_conv.weight) > 0 for u in default.modules()
-               if isinstance(u, PreActBasicBlock | PreActBottleneck))  # fmt: skip
+    assert all(
+        torch.count_nonzero(u.last_conv.weight) > 0
+        for u in default.modules()
+        if isinstance(u, PreActBasicBlock | PreActBottleneck)
+    )
 
 
 def test_resnext_grouped_widths() -> None:
     """ResNeXt-50 32×4d: 32-group 3×3 convolutions 128, 256, 512, 1024 wide (Xie et al. Table 1)."""
     model = _build("resnext50_32x4d")
-    for layer, width in zip((model.layer1, model.layer2, model.layer3, model.layer4),
-                            (128, 256, 512, 1024), strict=True):  # fmt: skip
+    for layer, width in zip(
+        (model.layer1, model.layer2, model.layer3, model.layer4), (128, 256, 512, 1024), strict=True
+    ):
         assert layer[0].conv2.groups == 32 and layer[0].conv2.out_channels == width
 
 

@@ -124,8 +124,9 @@ def test_schedules_with_total_steps_get_the_length_of_the_run() -> None:
     m = module(optimizer=partial(torch.optim.SGD, lr=0.1), scheduler=LinearToZero)
     _, [config] = configured(m, steps=40)
     assert config["scheduler"].total_steps == 40
-    per_pattern = per_pattern_module(optimizer=partial(torch.optim.SGD, lr=0.1),
-                                     scheduler=LinearToZero, updates_per_step=8)  # fmt: skip
+    per_pattern = per_pattern_module(
+        optimizer=partial(torch.optim.SGD, lr=0.1), scheduler=LinearToZero, updates_per_step=8
+    )
     _, [config] = configured(per_pattern, steps=40)
     assert config["scheduler"].total_steps == 320  # Lightning counts batches: 8 updates each
 
@@ -204,10 +205,15 @@ def test_updates_per_step_gives_the_weights_of_one_lightning_step_per_update(
     def fit(updates: int, batches: int) -> dict:
         run_dir = tmp_path / f"updates{updates}"
         overrides = [
-            *TINY, "logger=none", "test=false", "trainer.max_epochs=2",
-            f"trainer.limit_train_batches={batches}", f"model.updates_per_step={updates}",
-            "callbacks.sdlm_curvature.samples=20", "model.scheduler.table=[[1,5e-4],[2,2e-4]]",
-        ]  # fmt: skip
+            *TINY,
+            "logger=none",
+            "test=false",
+            "trainer.max_epochs=2",
+            f"trainer.limit_train_batches={batches}",
+            f"model.updates_per_step={updates}",
+            "callbacks.sdlm_curvature.samples=20",
+            "model.scheduler.table=[[1,5e-4],[2,2e-4]]",
+        ]
         train_main(compose_config("train", overrides, run_dir))
         return load_file(run_dir / "checkpoints" / "last.ckpt")
 
@@ -227,11 +233,15 @@ def test_updates_per_step_runs_a_callbacks_optimizer_step_hook_for_every_update(
 
     CountOptimizerSteps.calls = 0
     overrides = [
-        *TINY, "logger=none", "test=false", "trainer.max_epochs=1",
-        "trainer.limit_train_batches=3", "model.updates_per_step=4",
+        *TINY,
+        "logger=none",
+        "test=false",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=3",
+        "model.updates_per_step=4",
         "callbacks.sdlm_curvature.samples=20",
         "+callbacks.count._target_=run_helpers.CountOptimizerSteps",
-    ]  # fmt: skip
+    ]
     train_main(compose_config("train", overrides, tmp_path))
     assert CountOptimizerSteps.calls == 12  # 3 batches of 4 updates
 
@@ -274,8 +284,13 @@ def test_a_per_pattern_checkpoint_and_an_older_one_evaluate_with_the_general_mod
     from classicnets.run.checkpoints import CONFIG_KEY
 
     run_dir = tmp_path / "run"
-    overrides = [*TINY, "logger=none", "test=false", "trainer.max_epochs=1",
-                 "callbacks.sdlm_curvature.samples=20"]  # fmt: skip
+    overrides = [
+        *TINY,
+        "logger=none",
+        "test=false",
+        "trainer.max_epochs=1",
+        "callbacks.sdlm_curvature.samples=20",
+    ]
     train_main(compose_config("train", overrides, run_dir))
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert "updates_per_step" not in checkpoint["hyper_parameters"]

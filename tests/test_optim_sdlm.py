@@ -218,10 +218,14 @@ def test_lenet5_learns_digits_pattern_by_pattern_at_the_papers_rate(digits) -> N
 
 def test_the_recipe_reestimates_the_curvature_before_every_pass(tmp_path: Path, train_main) -> None:
     overrides = [
-        "logger=csv", "test=false", "trainer.max_epochs=3", "trainer.limit_train_batches=2",
-        "trainer.limit_val_batches=1", "callbacks.sdlm_curvature.samples=50",
+        "logger=csv",
+        "test=false",
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "callbacks.sdlm_curvature.samples=50",
         "model.scheduler.table=[[1,5e-4],[3,2e-4]]",
-    ]  # fmt: skip
+    ]
     train_main(compose_config("train", overrides, tmp_path))
     rows = list(csv.DictReader((tmp_path / "csv" / "metrics.csv").open()))
     rates = [

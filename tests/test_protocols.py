@@ -101,12 +101,21 @@ def test_a_test_epoch_through_the_datamodule(fake_imagenet: Path) -> None:
     """Whole images of several sizes, one per batch, normalised on the device and scored by a
     fully convolutional ResNet: every test image counted, at small scales to stay cheap."""
     dm = ImageNetDataModule(
-        fake_imagenet, batch_size=4, num_workers=0, input_size=32,
-        test_protocol="resnet_multi_scale", test_scales=[32, 48],
-    )  # fmt: skip
+        fake_imagenet,
+        batch_size=4,
+        num_workers=0,
+        input_size=32,
+        test_protocol="resnet_multi_scale",
+        test_scales=[32, 48],
+    )
     model = ClassificationModule(net={"name": "resnet18"}, num_classes=4, in_channels=3)
-    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
-                      enable_model_summary=False, enable_checkpointing=False)  # fmt: skip
+    trainer = Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     (metrics,) = trainer.test(model, datamodule=dm)
     assert 0.0 <= metrics["test/resnet_multi_scale/acc_top1"] <= 1.0
     assert np.isfinite(metrics["test/resnet_multi_scale/loss"])

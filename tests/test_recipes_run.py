@@ -21,9 +21,21 @@ IMAGENET_MODELS = sorted(
 )  # conf/model/_base/ holds the shared parts, not recipes
 # One recipe per family base and training preset runs on the JPEG tree (every recipe runs on the
 # digits below, through the same network, optimizer and schedule; the suite runs on 2 CPU cores).
-ON_JPEGS = ["alexnet", "zfnet", "vgg11_lrn", "googlenet", "googlenet_bn", "resnet18", "resnet50",
-            "preact_resnet18", "resnext50_32x4d", "mobilenet_v1", "mobilenet_v2",
-            "shufflenet_v1_g3", "shufflenet_v2_x0_5"]  # fmt: skip
+ON_JPEGS = [
+    "alexnet",
+    "zfnet",
+    "vgg11_lrn",
+    "googlenet",
+    "googlenet_bn",
+    "resnet18",
+    "resnet50",
+    "preact_resnet18",
+    "resnext50_32x4d",
+    "mobilenet_v1",
+    "mobilenet_v2",
+    "shufflenet_v1_g3",
+    "shufflenet_v2_x0_5",
+]
 # These keep their paper's test protocol; the others test on the centre crop to keep the suite fast
 # (the protocols themselves are covered crop by crop in test_data_pipeline.py).
 PAPER_PROTOCOL = {"alexnet": "ten_crop", "googlenet": "googlenet_144"}
@@ -68,8 +80,13 @@ def test_mnist_models_keep_mnist(name: str, tmp_path: Path) -> None:
 def test_every_imagenet_recipe_runs_on_mnist(name: str, tmp_path: Path, train_main) -> None:
     """`python src/train.py model=<recipe> data=mnist`: the recipe's ImageNet data side stays out
     of the MNIST module, whose digits reach the network at the recipe's crop size."""
-    overrides = [f"model={name}", "data=mnist", "debug=fast_dev_run", "data.batch_size=2",
-                 "data.eval_batch_size=2"]  # fmt: skip
+    overrides = [
+        f"model={name}",
+        "data=mnist",
+        "debug=fast_dev_run",
+        "data.batch_size=2",
+        "data.eval_batch_size=2",
+    ]
     cfg = compose_config("train", overrides, tmp_path)
     assert cfg.data._target_.endswith("MNISTDataModule")
     assert cfg.data.input_size == cfg.imagenet.input_size in (224, 227)
@@ -93,10 +110,20 @@ def test_mnist_digits_resized_to_the_input_size() -> None:
 def test_googlenet_tests_its_polyak_average(tmp_path: Path, train_main, eval_main) -> None:
     """The final model GoogLeNet reports is the Polyak average (section 6): train.py tests it,
     and the file named in test_checkpoint holds it, apart from the last SGD iterate."""
-    limits = ["trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
-              "trainer.limit_test_batches=1"]  # fmt: skip
-    overrides = ["model=googlenet", "data=mnist", "logger=none", "trainer.max_epochs=1",
-                 "data.batch_size=2", "data.eval_batch_size=2", *limits]  # fmt: skip
+    limits = [
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+    ]
+    overrides = [
+        "model=googlenet",
+        "data=mnist",
+        "logger=none",
+        "trainer.max_epochs=1",
+        "data.batch_size=2",
+        "data.eval_batch_size=2",
+        *limits,
+    ]
     train_main(compose_config("train", overrides, tmp_path / "train"))
     trained = json.loads((tmp_path / "train" / "metrics.json").read_text())
     checkpoint = load_file(trained["test_checkpoint"])

@@ -29,9 +29,13 @@ def _net() -> nn.Sequential:
     """BN straight on the input (its statistics do not depend on the weights), then a conv and
     another BN (whose statistics do)."""
     return nn.Sequential(
-        nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+        nn.BatchNorm2d(3),
+        nn.Conv2d(3, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
         nn.Linear(4 * 6 * 6, 3),
-    )  # fmt: skip
+    )
 
 
 def _images(n: int = 16, seed: int = 0) -> Tensor:
@@ -118,9 +122,13 @@ def test_the_callback_recomputes_the_final_weights_statistics_and_saves_them(
     if polyak:  # the averaging callback after ours: the order must not matter
         callbacks.append(PolyakAveraging(decay=0.5))
     trainer = Trainer(
-        accelerator="cpu", max_epochs=2, callbacks=callbacks, logger=False,
-        enable_progress_bar=False, enable_model_summary=False,
-    )  # fmt: skip
+        accelerator="cpu",
+        max_epochs=2,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     module = _Module()
     trainer.fit(module, datamodule=_Data())
 
@@ -141,8 +149,12 @@ def test_the_callback_recomputes_the_final_weights_statistics_and_saves_them(
 
 
 def test_shufflenet_recipes_recompute_over_one_pass_and_other_runs_do_not(tmp_path: Path) -> None:
-    for recipe, expected in [("shufflenet_v2_x1_0", None), ("shufflenet_v1_g3", None),
-                             ("resnet50", 0), ("googlenet_bn", None)]:  # fmt: skip
+    for recipe, expected in [
+        ("shufflenet_v2_x1_0", None),
+        ("shufflenet_v1_g3", None),
+        ("resnet50", 0),
+        ("googlenet_bn", None),
+    ]:
         cfg = compose_config("train", [f"model={recipe}"], tmp_path)
         assert cfg.callbacks.recompute_bn.num_batches == expected, recipe
 
@@ -152,10 +164,15 @@ def test_one_pass_is_the_runs_epoch_limits_included() -> None:
     ``limit_train_batches=2`` (or fast_dev_run) the first two batches, not the whole data."""
     torch.manual_seed(0)
     trainer = Trainer(
-        accelerator="cpu", max_epochs=1, limit_train_batches=2, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         callbacks=[RecomputeBatchNorm(num_batches=None)],
-    )  # fmt: skip
+    )
     module = _Module()
     trainer.fit(module, datamodule=_Data())
     mean, var = _batch_means(list(_images().split(4))[:2])

@@ -39,9 +39,10 @@ def test_mobilenets_decay_only_conv_and_fc_weights_as_tf_slim(recipe: str, tmp_p
     decayed, spared = optimizer.param_groups
     assert decayed["weight_decay"] == 4e-5 and spared["weight_decay"] == 0.0
     expected = {
-        id(m.weight) for m in net.modules()
+        id(m.weight)
+        for m in net.modules()
         if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)
-    }  # fmt: skip
+    }
     assert {id(p) for p in decayed["params"]} == expected
     assert len(decayed["params"]) + len(spared["params"]) == len(list(net.parameters()))
 

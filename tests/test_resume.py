@@ -31,8 +31,14 @@ from classicnets.training.module import ClassificationModule
 from run_helpers import REPO, TINY, SignalAt, load, signal_at, train
 
 # Bit-for-bit on CPU: deterministic algorithms, one thread, the test split left out.
-EXACT = (*TINY, "trainer.max_epochs=3", "trainer.deterministic=true", "test=false", "logger=none",
-         "model.updates_per_step=1")  # fmt: skip  # a step per pattern: steps count patterns
+EXACT = (
+    *TINY,
+    "trainer.max_epochs=3",
+    "trainer.deterministic=true",
+    "test=false",
+    "logger=none",
+    "model.updates_per_step=1",
+)  # a step per pattern: steps count patterns
 
 
 def _assert_same_run(want: dict[str, Any], got: dict[str, Any]) -> None:
@@ -241,10 +247,17 @@ def _fit_lenet(run_dir: Path, callback: Callback, plugins: tuple[Any, ...] = ())
     kept = ("model_checkpoint", "last_checkpoint", "rng_state", "checkpoint_on_signal")
     callbacks = [hydra.utils.instantiate(config[name]) for name in kept]
     trainer = Trainer(
-        accelerator="cpu", max_epochs=3, limit_train_batches=3, limit_val_batches=1,
-        callbacks=[*callbacks, callback], plugins=[AtomicCheckpointIO(), *plugins], logger=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=run_dir,
-    )  # fmt: skip
+        accelerator="cpu",
+        max_epochs=3,
+        limit_train_batches=3,
+        limit_val_batches=1,
+        callbacks=[*callbacks, callback],
+        plugins=[AtomicCheckpointIO(), *plugins],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=run_dir,
+    )
     trainer.fit(model, datamodule=MNISTDataModule(batch_size=8, distortions=False))
 
 
@@ -317,8 +330,9 @@ def test_the_train_loader_resumes_at_the_next_batch_with_the_same_augmentations(
     workers: int,
 ) -> None:
     def loader() -> Any:
-        return make_loader(Noisy(), batch_size=4, sampler=train_sampler(Noisy(), seed=7),
-                           num_workers=workers)  # fmt: skip
+        return make_loader(
+            Noisy(), batch_size=4, sampler=train_sampler(Noisy(), seed=7), num_workers=workers
+        )
 
     torch.manual_seed(0)
     generator = torch.get_rng_state()

@@ -31,13 +31,24 @@ def bad_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _run(bad_tree: Path, run_dir: Path) -> list[str]:
     return [
-        "model=resnet18", f"data.root={bad_tree}", "data.batch_size=4", "data.num_workers=0",
-        "data.input_size=32", "data.eval_resize=36", "trainer.max_epochs=3",
-        "trainer.accelerator=cpu", "trainer.deterministic=true", "model.warmup_epochs=0",
-        "logger=none", "test=false", "callbacks.progress_bar=null", "callbacks.model_summary=null",
-        "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false",
+        "model=resnet18",
+        f"data.root={bad_tree}",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "data.input_size=32",
+        "data.eval_resize=36",
+        "trainer.max_epochs=3",
+        "trainer.accelerator=cpu",
+        "trainer.deterministic=true",
+        "model.warmup_epochs=0",
+        "logger=none",
+        "test=false",
+        "callbacks.progress_bar=null",
+        "callbacks.model_summary=null",
+        "+trainer.enable_progress_bar=false",
+        "+trainer.enable_model_summary=false",
         f"hydra.run.dir={run_dir}",
-    ]  # fmt: skip
+    ]
 
 
 @pytest.mark.slow

@@ -53,8 +53,12 @@ def test_one_config_resolves_one_sweep_directory(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_two_runs_started_together_keep_their_own_results(tmp_path: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline",
-           "CLASSICNETS_DATA": os.environ.get("CLASSICNETS_DATA", str(REPO / "data"))}  # fmt: skip
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "WANDB_MODE": "offline",
+        "CLASSICNETS_DATA": os.environ.get("CLASSICNETS_DATA", str(REPO / "data")),
+    }
     runs = [
         subprocess.Popen(
             [sys.executable, str(REPO / "src" / "train.py"), *RUN, f"seed={seed}"],
@@ -79,11 +83,17 @@ def test_a_second_process_cannot_lock_a_run_directory_until_the_first_ends(
     tmp_path: Path,
 ) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from classicnets.run import rundir; rundir.lock(Path(sys.argv[1])); "
-         "print('locked', flush=True); time.sleep(60)", str(tmp_path)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; "
+            "from classicnets.run import rundir; rundir.lock(Path(sys.argv[1])); "
+            "print('locked', flush=True); time.sleep(60)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert (tmp_path / rundir.LOCK_FILE).read_text().strip() == str(holder.pid)
@@ -151,8 +161,9 @@ def test_a_resume_with_more_epochs_and_workers_goes_on_and_logs_the_changes(
     # On a copy: the other tests of the module keep the finished run as it was.
     run_dir = tmp_path / "run"
     shutil.copytree(finished, run_dir)
-    result = train(run_dir, *RUN, f"hydra.run.dir={run_dir}", "trainer.max_epochs=2",
-                   "data.num_workers=1")  # fmt: skip
+    result = train(
+        run_dir, *RUN, f"hydra.run.dir={run_dir}", "trainer.max_epochs=2", "data.num_workers=1"
+    )
     log = result.stdout + result.stderr
     assert "resuming with trainer.max_epochs 1 -> 2" in log
     assert "resuming with data.num_workers 0 -> 1" in log

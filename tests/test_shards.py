@@ -139,13 +139,22 @@ def test_a_run_trains_evaluates_and_resumes_on_shards(
 ) -> None:
     def overrides(name: str, epochs: int) -> list[str]:
         return [
-            "model=resnet18", "data=imagenet_shards", f"data.root={clean_shards}",
-            "data.batch_size=4", "data.input_size=32", "data.eval_resize=36",
-            "data.num_workers=0", "data.test_protocol=center_crop", "trainer.accelerator=cpu",
-            "logger=none", "callbacks.progress_bar=null", "+trainer.enable_progress_bar=false",
-            f"trainer.max_epochs={epochs}", "+callbacks.order._target_=run_helpers.RecordTargets",
+            "model=resnet18",
+            "data=imagenet_shards",
+            f"data.root={clean_shards}",
+            "data.batch_size=4",
+            "data.input_size=32",
+            "data.eval_resize=36",
+            "data.num_workers=0",
+            "data.test_protocol=center_crop",
+            "trainer.accelerator=cpu",
+            "logger=none",
+            "callbacks.progress_bar=null",
+            "+trainer.enable_progress_bar=false",
+            f"trainer.max_epochs={epochs}",
+            "+callbacks.order._target_=run_helpers.RecordTargets",
             f"+callbacks.order.path={tmp_path / name}",
-        ]  # fmt: skip
+        ]
 
     whole_dir, run_dir = tmp_path / "whole", tmp_path / "stopped"
     train_main(compose_config("train", overrides("whole.jsonl", 2), whole_dir))
@@ -154,9 +163,12 @@ def test_a_run_trains_evaluates_and_resumes_on_shards(
     assert 0.0 <= metrics["test/center_crop/acc_top1"] <= 1.0
     # Stopped by SIGTERM after step 3 of epoch 1's 5 (a subprocess: the signal ends it) ...
     train(
-        tmp_path, *overrides("stopped.jsonl", 2), f"hydra.run.dir={run_dir}",
-        *signal_at(2, signal.SIGTERM), expect=128 + signal.SIGTERM,
-    )  # fmt: skip
+        tmp_path,
+        *overrides("stopped.jsonl", 2),
+        f"hydra.run.dir={run_dir}",
+        *signal_at(2, signal.SIGTERM),
+        expect=128 + signal.SIGTERM,
+    )
     checkpoint = load_file(run_dir / "checkpoints" / "last.ckpt")
     (loader_state,) = checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"]
     assert checkpoint["global_step"] == 3 and loader_state["num_samples_yielded"] == 12

@@ -51,9 +51,13 @@ def test_a_compiled_network_trains_checkpoints_eager_keys_and_evaluates(
 ) -> None:
     run_dir = tmp_path / "run"
     overrides = [
-        *TINY, "model=lenet5_modern", "model.compile=aot_eager", "logger=csv",
-        "trainer.max_epochs=1", "callbacks.throughput.every_n_steps=2",
-    ]  # fmt: skip
+        *TINY,
+        "model=lenet5_modern",
+        "model.compile=aot_eager",
+        "logger=csv",
+        "trainer.max_epochs=1",
+        "callbacks.throughput.every_n_steps=2",
+    ]
     with caplog.at_level("INFO"):
         train_main(compose_config("train", overrides, run_dir))
     assert "the first training step took" in caplog.text

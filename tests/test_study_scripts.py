@@ -72,10 +72,13 @@ def test_colour_specificity_is_zero_for_grey_kernels_and_high_for_one_colour() -
 
 def test_filter_callback_saves_a_grid_every_n_epochs(tmp_path: Path, train_main) -> None:
     overrides = [
-        *TINY, "logger=none", "trainer.max_epochs=2", "trainer.limit_train_batches=2",
+        *TINY,
+        "logger=none",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=2",
         "+callbacks.filters._target_=classicnets.study.FilterGrid",
         "+callbacks.filters.every_n_epochs=1",
-    ]  # fmt: skip
+    ]
     train_main(compose_config("train", overrides, tmp_path))
     saved = sorted(p.name for p in (tmp_path / "filters").iterdir())
     assert saved == ["epoch001.png", "epoch002.png"]

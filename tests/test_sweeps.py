@@ -22,9 +22,14 @@ from run_helpers import DDP, REPO, TINY, train
 def test_optuna_search_maximises_the_metric_train_returns(tmp_path: Path) -> None:
     sweep = tmp_path / "optuna"
     train(
-        tmp_path, "hparams_search=lenet5_optuna", "hydra.sweeper.n_trials=2", *TINY,
-        "trainer.max_epochs=1", "logger=none", f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
+        tmp_path,
+        "hparams_search=lenet5_optuna",
+        "hydra.sweeper.n_trials=2",
+        *TINY,
+        "trainer.max_epochs=1",
+        "logger=none",
+        f"hydra.sweep.dir={sweep}",
+    )
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     trials = {}
     for job in ("0", "1"):
@@ -41,9 +46,16 @@ def test_optuna_search_maximises_the_metric_train_returns(tmp_path: Path) -> Non
 def test_submitit_local_starts_one_process_per_device_and_lightning_none(tmp_path: Path) -> None:
     sweep = tmp_path / "local"
     train(
-        tmp_path, "-m", "launcher=local", *TINY, *DDP, "trainer.max_epochs=1", "test=false",
-        "logger=none", f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
+        tmp_path,
+        "-m",
+        "launcher=local",
+        *TINY,
+        *DDP,
+        "trainer.max_epochs=1",
+        "test=false",
+        "logger=none",
+        f"hydra.sweep.dir={sweep}",
+    )
     (job_logs,) = [p for p in (sweep / ".submitit").iterdir() if p.name != "%j"]
     # submitit ran two tasks of the one job; each joined the process group itself.
     assert sorted(p.name.split("_")[1] for p in job_logs.glob("*_log.out")) == ["0", "1"]
@@ -152,12 +164,21 @@ def test_gpu_slots_share_the_node_out() -> None:
 def test_local_launcher_runs_two_jobs_side_by_side(tmp_path: Path) -> None:
     sweep = tmp_path / "node"
     train(
-        tmp_path, "-m", "launcher=local", *TINY, "trainer.devices=1", "seed=1,2",
-        "hydra.launcher.gpus=[]", "hydra.launcher.max_parallel=2", "trainer.max_epochs=1",
-        "test=false", "logger=none", f"hydra.sweep.dir={sweep}",
+        tmp_path,
+        "-m",
+        "launcher=local",
+        *TINY,
+        "trainer.devices=1",
+        "seed=1,2",
+        "hydra.launcher.gpus=[]",
+        "hydra.launcher.max_parallel=2",
+        "trainer.max_epochs=1",
+        "test=false",
+        "logger=none",
+        f"hydra.sweep.dir={sweep}",
         "+callbacks.meet._target_=run_helpers.Rendezvous",
         f"+callbacks.meet.folder={tmp_path / 'meet'}",
-    )  # fmt: skip
+    )
     # Each job reached fit while the other was there (Rendezvous waits for both), in its own
     # directory, seeing no GPUs.
     times = [json.loads((sweep / job / "job_times.json").read_text()) for job in ("0", "1")]

@@ -67,8 +67,9 @@ def test_a_global_average_head_takes_any_input_size() -> None:
     with torch.no_grad():
         assert lenet(torch.zeros(2, 1, 48, 48)).shape == (2, 10)
         assert get_model("zfnet", gap_head=True).eval()(torch.zeros(1, 3, 320, 320)).shape == (
-            1, 1000,
-        )  # fmt: skip
+            1,
+            1000,
+        )
     with pytest.raises(ValueError, match=r"no nn\.Flatten"):
         get_model("resnet18", gap_head=True)
 
@@ -90,8 +91,14 @@ def test_each_experiment_builds_its_variant(experiment: str, expected: int, tmp_
 
 
 def _checkpoint(module: ClassificationModule, path: Path) -> Path:
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-                CONFIG_KEY: {}}, path)  # fmt: skip
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": dict(module.hparams),
+            CONFIG_KEY: {},
+        },
+        path,
+    )
     return path
 
 

@@ -264,8 +264,10 @@ class ImageNetDataModule(ClassificationDataModule):
             if empty:
                 log.warning(
                     "%s: %d class folders hold no images (%s); class indices stay as they are",
-                    directory, len(empty), ", ".join(map(printable, empty[:10])),
-                )  # fmt: skip
+                    directory,
+                    len(empty),
+                    ", ".join(map(printable, empty[:10])),
+                )
             unknown = sorted(set(find_classes(directory)) - set(self.classes))
             if unknown:
                 log.warning(
@@ -391,8 +393,10 @@ class ImageNetDataModule(ClassificationDataModule):
             files = [printable(f) for f in self.skipped_files()]
             log.warning(
                 "skipped %d undecodable image files: %s%s",
-                len(files), ", ".join(files[:20]), " ..." if len(files) > 20 else "",
-            )  # fmt: skip
+                len(files),
+                ", ".join(files[:20]),
+                " ..." if len(files) > 20 else "",
+            )
 
     # What predict and neighbours need (data/base.py), without a trainer.
     @property
@@ -414,8 +418,11 @@ class ImageNetDataModule(ClassificationDataModule):
 
     def item_views(self, split: str) -> Dataset:
         """Each file's centre ``input_size`` crop of its shorter side at 256."""
-        return _Rows(ImageFolderDataset(self._split_index(split), CenterCrop(self.input_size),
-                                        replace_bad=False))  # fmt: skip
+        return _Rows(
+            ImageFolderDataset(
+                self._split_index(split), CenterCrop(self.input_size), replace_bad=False
+            )
+        )
 
     def _split_index(self, split: str) -> FileIndex:
         """A split's files, scanned once (and cached, index_cache.py) as ``setup`` scans them."""

@@ -263,9 +263,11 @@ class ShardsDataModule(ImageNetDataModule):
     def _not_listed(self) -> ConfigValueError:
         """Nearest neighbours index images by file; shards hold them by chunk."""
         return ConfigValueError(
-            "data", "imagenet_shards", "neighbours read the images of an ImageFolder tree: "
-            "pass data=imagenet data.root=DIR, the folders make_shards read"
-        )  # fmt: skip
+            "data",
+            "imagenet_shards",
+            "neighbours read the images of an ImageFolder tree: "
+            "pass data=imagenet data.root=DIR, the folders make_shards read",
+        )
 
     def train_dataloader(self) -> TrainerEpochLoader:
         size = self.input_size

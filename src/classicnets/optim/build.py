@@ -111,16 +111,19 @@ def _lr_ratio(recipe: OptimizerRecipe, batch: int | None) -> float:
     if not recipe.scale_lr:
         log.info(
             "global batch %d differs from the paper's %d; LR scaling is off (model.scale_lr)",
-            batch, reference,
-        )  # fmt: skip
+            batch,
+            reference,
+        )
         return 1.0
     ratio = batch / reference
     warmup = ratio > 1 and recipe.warmup_epochs
     log.info(
         "linear LR scaling: global batch %d vs the paper's %d, LR x%.4g%s",
-        batch, reference, ratio,
+        batch,
+        reference,
+        ratio,
         f", warm-up from x{1 / ratio:.4g} over {recipe.warmup_epochs:g} epochs" if warmup else "",
-    )  # fmt: skip
+    )
     return ratio
 
 

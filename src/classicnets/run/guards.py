@@ -21,19 +21,23 @@ def check_trains(trainer_cfg: DictConfig) -> None:
         value = trainer_cfg.get(key)
         if value is not None and not isinstance(value, bool) and value == 0:
             raise ConfigValueError(
-                f"trainer.{key}", value, f"{NO_TRAINING}; use a value above 0 (or train=false "
-                "with ckpt_path=CKPT to test a trained network)"
-            )  # fmt: skip
+                f"trainer.{key}",
+                value,
+                f"{NO_TRAINING}; use a value above 0 (or train=false "
+                "with ckpt_path=CKPT to test a trained network)",
+            )
 
 
 def check_has_weights(weights: str | None, init_from: str | None) -> None:
     """``train=false`` tests weights that exist: a checkpoint to resume or ``model.init_from``."""
     if weights is None and init_from is None:
         raise ConfigValueError(
-            "train", False, "there are no weights to test (no checkpoint in the run directory, "
+            "train",
+            False,
+            "there are no weights to test (no checkpoint in the run directory, "
             "ckpt_path and model.init_from unset), so the result would be an untrained "
-            "network's; pass ckpt_path=CKPT or model.init_from=FILE"
-        )  # fmt: skip
+            "network's; pass ckpt_path=CKPT or model.init_from=FILE",
+        )
 
 
 def command_line_keys() -> set[str]:

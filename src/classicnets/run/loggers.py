@@ -61,8 +61,9 @@ def configure_wandb(node: DictConfig, run_dir: Path) -> DictConfig:
     if mode != "disabled":
         log.warning(
             "W&B is logging offline (%s); upload later with: wandb sync %s/wandb/offline-run-*",
-            reason, run_dir,
-        )  # fmt: skip
+            reason,
+            run_dir,
+        )
     return node
 
 

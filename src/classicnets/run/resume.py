@@ -129,8 +129,10 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
         if errors:
             log.warning(
                 "%s cannot be read (%s); resuming from %s, the newest whole checkpoint",
-                found[0], errors[0].reason, path,
-            )  # fmt: skip
+                found[0],
+                errors[0].reason,
+                path,
+            )
         return path
     if errors:
         raise errors[0]

@@ -160,8 +160,9 @@ def nearest(queries: Tensor, bank: np.ndarray, k: int, chunk: int = CHUNK) -> tu
         squared = q_norms - 2 * queries @ rows.T + rows.pow(2).sum(1)
         squared = squared.nan_to_num(nan=float("inf"))  # rows of unreadable files
         d, i = squared.topk(min(k, squared.shape[1]), dim=1, largest=False)
-        best_d, order = torch.cat([best_d, d], 1).topk(min(k, best_d.shape[1] + d.shape[1]),
-                                                        dim=1, largest=False)  # fmt: skip
+        best_d, order = torch.cat([best_d, d], 1).topk(
+            min(k, best_d.shape[1] + d.shape[1]), dim=1, largest=False
+        )
         best_i = torch.cat([best_i, i + start], 1).gather(1, order)
     # Exact distances of the winners (the product form loses digits for large norms).
     winners = torch.from_numpy(np.stack([bank[row] for row in best_i.numpy()]))
@@ -188,9 +189,12 @@ def draw(figure_rows: Sequence[FigureRow], k: int, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(
-        len(figure_rows), k + 2, figsize=(1.3 * (k + 3), 1.4 * len(figure_rows)), squeeze=False,
+        len(figure_rows),
+        k + 2,
+        figsize=(1.3 * (k + 3), 1.4 * len(figure_rows)),
+        squeeze=False,
         gridspec_kw={"width_ratios": [1, 1.8] + [1] * k},
-    )  # fmt: skip
+    )
     for axs, row in zip(axes, figure_rows, strict=True):
         axs[0].imshow(row.query)
         axs[0].set_title("query", fontsize=7)

@@ -73,8 +73,14 @@ def matches(row: Setting, run: Setting) -> bool:
 
 # The networks' switches as their recipes (conf/model/<name>.yaml) compose them:
 # tests/test_paper_results.py holds these to the configs.
-ALEXNET_NET = {"lrn": True, "overlapping_pool": True, "activation": "relu", "groups": 2,
-               "conv1_padding": 0, "dropout": 0.5}  # fmt: skip
+ALEXNET_NET = {
+    "lrn": True,
+    "overlapping_pool": True,
+    "activation": "relu",
+    "groups": 2,
+    "conv1_padding": 0,
+    "dropout": 0.5,
+}
 VGG_NET = {"dropout": 0.5}
 NO_FC_BIAS = {"fc_bias": False}  # ShuffleNet v2 as the official code builds it
 
@@ -86,10 +92,17 @@ def _resnet(shortcut: str, stride_in_1x1: bool | None = True) -> dict[str, Any]:
     return net
 
 
-def _vgg(model: str, train_scale: tuple[int, int], test_scales: tuple[int, ...],
-         protocol: str = "vgg_dense") -> Setting:  # fmt: skip
-    data = {"train_preset": "vgg", "train_scale": list(train_scale),
-            "test_scales": list(test_scales)}  # fmt: skip
+def _vgg(
+    model: str,
+    train_scale: tuple[int, int],
+    test_scales: tuple[int, ...],
+    protocol: str = "vgg_dense",
+) -> Setting:
+    data = {
+        "train_preset": "vgg",
+        "train_scale": list(train_scale),
+        "test_scales": list(test_scales),
+    }
     return Setting(model, protocol, net=VGG_NET, data=data)
 
 

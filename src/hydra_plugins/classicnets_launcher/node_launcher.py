@@ -84,9 +84,12 @@ class NodeLauncher(LocalLauncher):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(
-            "Submitit local sweep in %s: %d jobs, %d at once%s", sweep_dir, len(job_overrides),
-            len(slots), f", {self.gpus_per_job} GPU(s) each" if slots[0] else "",
-        )  # fmt: skip
+            "Submitit local sweep in %s: %d jobs, %d at once%s",
+            sweep_dir,
+            len(job_overrides),
+            len(slots),
+            f", {self.gpus_per_job} GPU(s) each" if slots[0] else "",
+        )
 
         pending = list(enumerate(job_overrides))
         running: dict[int, tuple[int, submitit.Job]] = {}  # slot -> (job position, job)
@@ -103,13 +106,19 @@ class NodeLauncher(LocalLauncher):
                 num = initial_job_idx + position
                 executor.update_parameters(gpus_per_node=len(slots[slot]), visible_gpus=slots[slot])
                 job = executor.submit(
-                    self, list(overrides), "hydra.sweep.dir", num, f"job_id_for_{num}",
+                    self,
+                    list(overrides),
+                    "hydra.sweep.dir",
+                    num,
+                    f"job_id_for_{num}",
                     Singleton.get_state(),
-                )  # fmt: skip
+                )
                 log.info(
-                    "\t#%d (GPUs %s): %s", num, list(slots[slot]) or "none",
+                    "\t#%d (GPUs %s): %s",
+                    num,
+                    list(slots[slot]) or "none",
                     " ".join(filter_overrides(overrides)),
-                )  # fmt: skip
+                )
                 running[slot] = (position, job)
             time.sleep(self.poll_s)
         return [r for r in results if r is not None]
