@@ -32,6 +32,7 @@ WRONG_INPUTS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "misspelt-key": ("train", ("trainer.max_epoch=3",), "+trainer.max_epoch=3"),
     "unknown-group-option": ("train", ("model=resnet5",), "Could not find 'model/resnet5'"),
     "unknown-group-option-lists-choices": ("train", ("model=resnet5",), "resnet50, resnext"),
+    "unknown-flag-of-a-command": ("train", ("--bogus",), "--bogus is not an option"),
     "override-not-parsed": ("train", ("trainer.max_epochs=[",), "cannot read the override"),
     "key-of-a-missing-group": ("eval", ("ckpt_path={ckpt}", "model=lenet5"), "model"),
     "eval-without-ckpt-path": ("eval", (), "ckpt_path must be given: pass ckpt_path=..."),

@@ -29,6 +29,10 @@ torch has no public base class of its batch and instance norms (:data:`NORM_LAYE
 spared weight decay as "norm"), and no public fused multi-tensor ``addcdiv``
 (:func:`foreach_addcdiv_`, SDLM's update: per pattern, ten per-tensor ops cost more than the math).
 
+Hydra's command line has no public parser: :func:`hydra_unknown_flags` asks the one
+``hydra.main`` uses (``hydra._internal.utils.get_args_parser``) which arguments it would refuse, so
+that a misspelt flag is one ``error:`` line like every other bad input, not argparse's usage block.
+
 Importing this module checks that each name still exists where it is used, so that a release
 that renames one fails at once, naming it and the versions involved, instead of silently running
 the library's own hook. ``pyproject.toml`` pins the minor version of Lightning the tests ran with
@@ -43,6 +47,7 @@ from types import ModuleType
 
 import lightning
 import torch
+from hydra._internal import utils as hydra_utils
 from lightning import Callback, LightningModule, Trainer
 from lightning.fabric.plugins.environments import ClusterEnvironment
 from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
@@ -74,6 +79,8 @@ PATCHED = (
 )
 # Every private torch name used here.
 TORCH_PRIVATE = ((batchnorm, "_NormBase"), (torch, "_foreach_addcdiv_"))
+# Every private Hydra name used here.
+HYDRA_PRIVATE = ((hydra_utils, "get_args_parser"),)
 
 
 class LibraryChangedError(ImportError):
@@ -104,6 +111,22 @@ def check_torch(private: tuple[tuple[object, str], ...] = TORCH_PRIVATE) -> None
                 "classicnets uses it (classicnets/run/compat.py): install the torch version "
                 "pyproject.toml names or update compat.py"
             )
+
+
+def check_hydra(private: tuple[tuple[object, str], ...] = HYDRA_PRIVATE) -> None:
+    """Fail loudly when a private Hydra name used here is missing."""
+    for owner, name in private:
+        if not _has(owner, name):
+            raise LibraryChangedError(
+                f"{_where(owner)}.{name} does not exist in this Hydra release; classicnets uses it "
+                "(classicnets/run/compat.py): install the hydra-core pyproject.toml names"
+            )
+
+
+def hydra_unknown_flags(argv: Sequence[str]) -> list[str]:
+    """The arguments of ``argv`` that ``hydra.main``'s own parser would refuse (``--bogus``)."""
+    _, unknown = hydra_utils.get_args_parser().parse_known_args(list(argv))
+    return unknown
 
 
 def _has(owner: object, name: str) -> bool:
@@ -142,6 +165,7 @@ def restore_train_loader_position(trainer: Trainer) -> None:
 
 check()
 check_torch()
+check_hydra()
 
 # Every layer with per-channel norm parameters: BatchNorm*, SyncBatchNorm, InstanceNorm*
 # (torch's private _NormBase), GroupNorm, LayerNorm.

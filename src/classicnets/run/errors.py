@@ -26,7 +26,7 @@ from classicnets.data.common import ClassMismatchError, DatasetNotFoundError
 from classicnets.models.heads import HeadError
 from classicnets.models.init_from import InitFromError
 from classicnets.models.registry import UnknownModelError
-from classicnets.run import checks
+from classicnets.run import checks, compat
 from classicnets.run.allowlist import ForeignTargetError
 from classicnets.run.checks import (
     ConfigValueError,
@@ -168,6 +168,12 @@ def hydra_main(
         def main(cfg: DictConfig | None = None) -> T | None:
             if cfg is not None:
                 return checked_task(cfg)
+            unknown = compat.hydra_unknown_flags(sys.argv[1:])
+            if unknown:
+                exit_with(
+                    f"{unknown[0]} is not an option of this command: settings are key=value "
+                    f"overrides (see {Path(sys.argv[0]).name} --help)"
+                )
             _raised_by_task.clear()
             try:
                 with _hydra_raises():
