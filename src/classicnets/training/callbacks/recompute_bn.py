@@ -23,8 +23,12 @@ from torch.optim.swa_utils import update_bn
 log = logging.getLogger(__name__)
 
 
-def batch_norms(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+# torch's batch norms, by their public names (their base class, _BatchNorm, is private).
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def batch_norms(net: nn.Module) -> list[nn.Module]:
+    return [m for m in net.modules() if isinstance(m, BATCH_NORMS)]
 
 
 def recompute_bn_statistics(net: nn.Module, inputs: Iterable[Tensor]) -> int:
