@@ -41,14 +41,14 @@ WRONG_INPUTS: dict[str, tuple[str, tuple[str, ...], str]] = {
     # keys the code does not take
     "invented-net-key": ("train", ("+model.net.bogus=1",), "lenet5 takes no argument 'bogus'"),
     "invented-model-key": (
-        "train", ("+model.bogus=1",), "ClassificationModule takes no argument 'bogus'",
+        "train", ("+model.bogus=1",), "PerPatternModule takes no argument 'bogus'",
     ),
     "misspelt-optimizer-key": (
         "train", ("model=lenet5_modern", "+model.optimizer.momentm=0.9"),
         "model.optimizer.momentm=0.9 is not allowed: SGD takes no argument 'momentm'",
     ),
     "gap-head-on-vgg": (
-        "train", ("model=vgg11", "data=mnist", "model.net.gap_head=true"), "has no nn.Flatten",
+        "train", ("model=vgg11", "data=mnist", "+model.net.gap_head=true"), "has no nn.Flatten",
     ),
     "invented-trainer-key": ("train", ("+trainer.bogus=1",), "trainer.bogus=1 is not allowed"),
     "invented-data-key": (

@@ -82,6 +82,10 @@ def model_info(name: str) -> ModelInfo:
         ) from None
 
 
+# Switches get_model applies to any network, not arguments of its builder.
+NETWORK_SWITCHES = ("gap_head",)
+
+
 def get_model(name: str, **kwargs: object) -> nn.Module:
     """Build the registered network ``name`` with the builder's keyword arguments;
     ``gap_head=True``, for any network that flattens: global average pooling in its place

@@ -128,10 +128,10 @@ def _check_targets(node: Any, key: str) -> None:
 
 def _check_arguments(target: str, node: dict[str, Any], key: str) -> None:
     try:
-        parameters = inspect.signature(hydra.utils.get_object(target)).parameters
+        parameters = _class_parameters(hydra.utils.get_object(target))
     except (ImportError, AttributeError, ValueError, TypeError):
         return  # Hydra names a target it cannot find when it instantiates it
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+    if parameters is None:
         return
     for name, value in node.items():
         if not name.startswith("_") and name not in parameters:
@@ -141,6 +141,31 @@ def _check_arguments(target: str, node: dict[str, Any], key: str) -> None:
                 f"{target.rsplit('.', 1)[-1]} takes no argument {name!r}; check the spelling "
                 f"(it takes {', '.join(parameters)})",
             )
+
+
+def _class_parameters(target: Any) -> dict[str, inspect.Parameter] | None:
+    """The keyword arguments ``target`` takes; a class whose ``__init__`` passes ``**kwargs`` on
+    to its base (the per-pattern module) is followed up its bases. None: any keyword goes."""
+    if not isinstance(target, type):
+        parameters = dict(inspect.signature(target).parameters)
+        var = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        return None if var else parameters
+    found: dict[str, inspect.Parameter] = {}
+    for cls in target.__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        if cls is object:
+            break
+        own = dict(inspect.signature(cls.__init__).parameters)
+        own.pop("self", None)
+        var = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in own.values())
+        found.update({n: p for n, p in own.items() if p.kind is not inspect.Parameter.VAR_KEYWORD})
+        found = {n: p for n, p in found.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+        if not var:
+            return found
+        if cls.__module__.split(".")[0] != "classicnets":
+            return None  # a library's class that takes **kwargs: any keyword goes
+    return None
 
 
 def builder_arguments(key: str, name: str, builder: Callable[..., Any], kwargs: dict) -> None:

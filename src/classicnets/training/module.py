@@ -17,6 +17,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from classicnets.models import get_model, model_info
 from classicnets.models.init_from import init_from as copy_weights_from
+from classicnets.models.registry import NETWORK_SWITCHES
 from classicnets.optim.build import (
     OptimizerFactory,
     OptimizerRecipe,
@@ -120,8 +121,9 @@ class ClassificationModule(LightningModule):
         checks.positive_int("model.check_every_n_steps", check_every_n_steps)
         self.save_hyperparameters(ignore=list(self.not_hyperparameters))
         net_kwargs = {k: v for k, v in net.items() if k != "name"}
+        builder_kwargs = {k: v for k, v in net_kwargs.items() if k not in NETWORK_SWITCHES}
         checks.builder_arguments(
-            "model.net", net["name"], model_info(net["name"]).builder, net_kwargs
+            "model.net", net["name"], model_info(net["name"]).builder, builder_kwargs
         )
         checks.number_in("model.label_smoothing", label_smoothing, 0.0, 1.0, open_high=True)
         self.net: nn.Module = get_model(
