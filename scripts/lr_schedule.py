@@ -5,7 +5,7 @@ drawn, before any GPU time is spent on it.
     python scripts/lr_schedule.py model=resnet50 data.batch_size=1024  # ×4, 5-epoch warm-up
     python scripts/lr_schedule.py model=googlenet                     # ×0.96 every 8 epochs
     python scripts/lr_schedule.py model=alexnet                       # the plateau rule
-    python scripts/lr_schedule.py model=alexnet data.root=DIR --png alexnet.png
+    python scripts/lr_schedule.py model=alexnet data.root=DIR png=alexnet.png
 
 The optimizer and schedulers are the ones training builds (``build_optimization`` in
 ``classicnets/optim/build.py``, linear scaling and warm-up included, from the recipe and the run's
@@ -33,7 +33,7 @@ from classicnets.diagnostics.recipe import (
     recipe_name,
 )
 from classicnets.optim.build import scaled_learning_rate
-from classicnets.run.errors import ArgumentParser, exit_on_user_error
+from classicnets.run.errors import exit_on_user_error
 from classicnets.run.setup import compose_config
 
 
@@ -116,11 +116,13 @@ def draw(schedule: sched.Schedule, title: str, path: Path) -> None:
 
 
 @exit_on_user_error
-def run(overrides: Sequence[str], png: Path | None) -> list[str]:
-    """Compose the recipe, trace its schedule, draw it; returns the printed lines."""
+def run(overrides: Sequence[str], png: Path | None = None) -> list[str]:
+    """Compose the recipe, trace its schedule, draw it (to ``png``, else the config's ``png``);
+    returns the printed lines."""
     name = recipe_name(overrides)
     with tempfile.TemporaryDirectory() as output_dir:
-        cfg = compose_config("train", overrides, Path(output_dir))
+        cfg = compose_config("lr_schedule", overrides, Path(output_dir))
+        png = png or (Path(cfg.png) if cfg.png else None)
         epoch, datamodule = sched.count_epoch(cfg)
         planned = sched.planned_run(cfg, epoch)
         module = sched.build_module(cfg, datamodule)
@@ -133,13 +135,18 @@ def run(overrides: Sequence[str], png: Path | None) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml")
-    parser.add_argument("--png", type=Path, help="default: logs/lr_schedule/<model>.png")
-    args = parser.parse_args(argv)
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    if any(arg in ("-h", "--help") for arg in overrides):
+        print(__doc__)
+        return 0
+    flags = [arg for arg in overrides if arg.startswith("-")]
+    if flags:
+        print(f"error: {flags[0]}: lr_schedule takes overrides only (key=value), e.g. "
+              "model=alexnet png=alexnet.png; see --help", file=sys.stderr)  # fmt: skip
+        return 2
     console_logging()
     try:
-        lines = run(args.overrides, args.png)
+        lines = run(overrides)
     except HydraException as err:  # an unknown model=NAME, a misspelt key
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2

@@ -111,6 +111,7 @@ WRONG_INPUTS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "neighbours-k-0": ("neighbours", ("ckpt_path={ckpt}", "k=0"), "k=0 is not allowed"),
     "neighbours-no-ckpt": ("neighbours", (), "ckpt_path must be given"),
     "neighbours-unknown-layer": ("neighbours", ("ckpt_path={ckpt}", "layer=c9"), "layer='c9'"),
+    "lr-schedule-flag": ("lr_schedule", ("--png", "x.png"), "takes overrides only"),
     "check-learning-flag": ("check_learning", ("--passes", "16"), "takes overrides only"),
     "check-learning-passes-0": ("check_learning", ("check.passes=0",), "check.passes=0"),
     "unknown-flag": ("make_fake_imagenet", ("{tmp}/x", "--bogus"), "unrecognized arguments"),

@@ -117,3 +117,10 @@ def test_shufflenet_decays_linearly_to_zero_over_the_run_at_any_batch(
             assert lrs[0] == approx(lr)
         assert lrs[120] == approx(lr * (1 - 120 * (ILSVRC // batch) / steps))  # half way: ~lr/2
         assert lrs[239] == approx(lr * (ILSVRC // batch) / steps)
+
+
+def test_the_drawing_goes_where_the_png_override_says(tmp_path: Path) -> None:
+    lr_schedule = load_script("lr_schedule")
+    png = tmp_path / "lenet.png"
+    assert lr_schedule.main(["model=lenet5_modern", f"png={png}"]) == 0
+    assert png.stat().st_size > 0
