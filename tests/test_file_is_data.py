@@ -119,11 +119,11 @@ def test_the_study_scripts_refuse_a_stored_config_that_names_code(
     script: str, lenet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path, marker, key = hostile(lenet, "top", tmp_path)
-    assert load_script(script).main([str(path), "--out", str(tmp_path / "out.png")]) == 2
+    assert run_entry_point(script, [f"ckpt_path={path}"], tmp_path / "run") == 2
     line = one_error_line(capsys.readouterr().err)
     assert str(path) in line and key in line
     assert not marker.exists()
-    assert not (tmp_path / "out.png").exists()
+    assert not list((tmp_path / "run").glob("*.png"))
 
 
 @pytest.mark.parametrize("script", ["report", "model_table"])
@@ -155,7 +155,7 @@ def test_hyper_parameters_that_name_code_or_unknown_arguments_are_refused(
         checkpoint["hyper_parameters"][name] = value
         path = tmp_path / f"{name}.ckpt"
         torch.save(checkpoint, path)
-        assert load_script("filters").main([str(path), "--out", str(tmp_path / "f.png")]) == 2
+        assert run_entry_point("filters", [f"ckpt_path={path}"], tmp_path / name) == 2
         line = one_error_line(capsys.readouterr().err)
         assert str(path) in line and f"hyper_parameters.{name}" in line, line
     assert not marker.exists()
