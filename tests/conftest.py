@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +24,17 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _forget_hydra_config():
     """Each test starts outside Hydra: a config that compose_config set (in MULTIRUN mode, say)
-    would otherwise reach the next test's in-process runs."""
+    would otherwise reach the next test's in-process runs. Likewise the logging set-up: an
+    in-process run or a script's ``logging.basicConfig`` adds handlers bound to this test's
+    captured streams, which the next test would find closed."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     yield
     HydraConfig.instance().cfg = None
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

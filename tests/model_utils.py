@@ -81,3 +81,10 @@ def small_vgg(name: str, init: str = "paper") -> nn.Module:
     )
     model.to_empty(device="cpu").reset_parameters(init)
     return model
+
+
+def project_models() -> list[str]:
+    """The registered networks of classicnets itself (tests register stand-ins of their own)."""
+    from classicnets.models import list_models, model_info
+
+    return [n for n in list_models() if model_info(n).builder.__module__.startswith("classicnets.")]

@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 from torch import nn
 
-from classicnets.models import list_models, model_info, register_model
+from classicnets.models import model_info, register_model
+from model_utils import project_models
 from run_helpers import REPO
 
 MODELS = REPO / "src" / "classicnets" / "models"
 
 
 def test_every_registered_network_has_a_def_of_its_name_in_its_familys_file() -> None:
-    names = list_models()
+    names = project_models()
     assert len(names) >= 42
     for name in names:
         builder = model_info(name).builder

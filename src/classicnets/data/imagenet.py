@@ -211,7 +211,9 @@ class ImageNetDataModule(ClassificationDataModule):
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint, so a checkpoint always knows what its outputs mean; and the
         files found undecodable (this rank's), so a resumed run knows them too."""
-        bad = {key: d.bad_state() for key, d in self.datasets.items()}
+        # Folder datasets keep their list; shards replace a bad image by the last good one that
+        # their worker read, which no checkpoint can make exact (docs/guarantees.md).
+        bad = {k: d.bad_state() for k, d in self.datasets.items() if hasattr(d, "bad_state")}
         return {
             "classes": list(self.classes),
             "class_names": list(self.class_names),
@@ -221,7 +223,8 @@ class ImageNetDataModule(ClassificationDataModule):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored_bad = dict(state_dict.get("bad_files") or {})
         for key, dataset in self.datasets.items():
-            dataset.restore_bad(self._restored_bad.get(key, ()))
+            if hasattr(dataset, "restore_bad"):
+                dataset.restore_bad(self._restored_bad.get(key, ()))
         saved = list(state_dict["classes"])
         try:
             current = self.classes
