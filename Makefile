@@ -18,7 +18,7 @@ lint: install
 	$(PYTHON) -m ruff check src tests scripts
 	$(PYTHON) -m ruff format --check src tests scripts
 
-# Lint, then the whole suite (about 9 minutes on 2 cores).
+# Lint, then the whole suite (about 28 minutes on 2 cores).
 test: lint
 	$(PYTHON) -m pytest -q --durations=15
 
