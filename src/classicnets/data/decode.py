@@ -106,33 +106,23 @@ def resize(pixels: Tensor, size: tuple[int, int], interpolation: str = "bilinear
     image = pixels.permute(2, 0, 1).unsqueeze(0).contiguous(memory_format=torch.channels_last)
     if tuple(image.shape[-2:]) == tuple(size):
         return image[0].contiguous()
-    if image.device.type != "cpu":  # data.decode=gpu: antialiasing kernels on GPUs want floats
-        return _resize_float(image, size, interpolation)[0].contiguous()
-    if interpolation == "area":
-        # Box filter (Pillow/TF "area"); torch has it for floats only.
-        out = F.adaptive_avg_pool2d(image.float(), size).round_().to(torch.uint8)
-    elif interpolation == "nearest":
-        out = F.interpolate(image, size=size, mode="nearest")
-    elif interpolation in ("bilinear", "bicubic"):
-        out = F.interpolate(image, size=size, mode=interpolation, antialias=True)
+    if image.device.type != "cpu" or interpolation == "area":
+        # GPUs' antialiasing kernels (data.decode=gpu) and torch's box filter take floats only
+        out = _filter(image.float(), size, interpolation).round_().clamp_(0, 255).to(torch.uint8)
     else:
-        raise ValueError(f"unknown interpolation {interpolation!r}; choose from {INTERPOLATIONS}")
+        out = _filter(image, size, interpolation)
     return out[0].contiguous()
 
 
-def _resize_float(image: Tensor, size: tuple[int, int], interpolation: str) -> Tensor:
-    """``resize`` in float arithmetic, rounded back to uint8: the same filters, for devices whose
-    kernels take floats only."""
-    x = image.float()
+def _filter(image: Tensor, size: tuple[int, int], interpolation: str) -> Tensor:
+    """``image`` resized with the named filter ("area": the box filter of Pillow and TF)."""
     if interpolation == "area":
-        x = F.adaptive_avg_pool2d(x, size)
-    elif interpolation == "nearest":
-        x = F.interpolate(x, size=size, mode="nearest")
-    elif interpolation in ("bilinear", "bicubic"):
-        x = F.interpolate(x, size=size, mode=interpolation, antialias=True)
-    else:
-        raise ValueError(f"unknown interpolation {interpolation!r}; choose from {INTERPOLATIONS}")
-    return x.round_().clamp_(0, 255).to(torch.uint8)
+        return F.adaptive_avg_pool2d(image, size)
+    if interpolation == "nearest":
+        return F.interpolate(image, size=size, mode="nearest")
+    if interpolation in ("bilinear", "bicubic"):
+        return F.interpolate(image, size=size, mode=interpolation, antialias=True)
+    raise ValueError(f"unknown interpolation {interpolation!r}; choose from {INTERPOLATIONS}")
 
 
 def crop_resize(
