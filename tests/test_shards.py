@@ -134,11 +134,6 @@ def clean_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="open: resumed at an epoch boundary, a shards run repeats the first epoch's order "
-    "(each branch alone passes; together they do not)",
-    strict=False,
-)
 def test_a_run_trains_evaluates_and_resumes_on_shards(
     clean_shards: Path, tmp_path: Path, train_main
 ) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -175,14 +175,17 @@ class TrainerEpochLoader(StreamingDataLoader):
         super().load_state_dict(obj)
         self.resuming = True
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Any]:
+        # A generator, like litdata's: the pass is chosen at the first batch, not when the
+        # iterator is made. Lightning makes it while configuring the optimizers (to count the
+        # run's steps), before the checkpoint's loop state and loader state are restored.
         if not self.resuming:
             self.restore = False
             epoch = self.epoch()
             if epoch is not None:
                 self.current_epoch = epoch  # litdata adds one as the pass starts
         self.resuming = False
-        return super().__iter__()
+        yield from super().__iter__()
 
 
 class ShardsDataModule(ImageNetDataModule):
