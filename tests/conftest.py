@@ -1,5 +1,6 @@
-"""Shared fixtures. One torch thread per test process: the suite runs beside other processes
-(DDP workers, subprocess runs), where two threads per process mostly wait on each other."""
+"""Shared fixtures. One torch thread per test process: `make test` runs a pytest worker per core
+(pytest-xdist), beside other processes (DDP workers, subprocess runs), where two threads per
+process mostly wait on each other."""
 
 from __future__ import annotations
 
