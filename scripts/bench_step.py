@@ -8,9 +8,10 @@ against a plain PyTorch loop over the same network, optimizer and batches, in on
 Both loops draw the same in-memory batches (the recipe's training patterns, drawn once) through
 the same DataLoader, so the difference is what the Trainer adds per step: hooks, syncs, logging,
 the progress bar. Time is this process's CPU time (all its threads), so other processes' load
-on a shared machine does not enter. The two alternate in rounds (plain, Trainer, plain, ...);
-each round keeps the median over chunks of ``model.updates_per_step`` updates (the Trainer's
-steps), and the ratio printed is that of the medians over rounds. Arguments after the flags are
+on a shared machine does not enter. After an untimed warm-up of both, the two alternate in
+rounds (plain, Trainer, plain, ...); each round keeps the median over chunks of
+``model.updates_per_step`` updates (the Trainer's steps), and the ratio printed is that of the
+medians over rounds. Arguments after the flags are
 Hydra overrides of conf/train.yaml.
 """
 
@@ -27,7 +28,7 @@ import hydra
 import torch
 from lightning import Callback, LightningModule, Trainer
 from omegaconf import DictConfig, open_dict
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from classicnets.optim import SDLM, diagonal_gauss_newton
 from classicnets.run.errors import ArgumentParser
@@ -151,6 +152,12 @@ def main(argv: list[str] | None = None) -> None:
         # The plain loop runs under the backend settings the run's callbacks choose.
         if any(isinstance(c, DisableOneDNN) for c in instantiate_callbacks(cfg.callbacks)):
             torch.backends.mkldnn.enabled = False
+        # An untimed first round on a quarter of the batches: the first thousands of updates of
+        # a fresh process run up to 1.7x slower (allocator, caches), which the plain loop, run
+        # first, would otherwise pay alone.
+        warm = Subset(data, range(max(batch_size * updates, len(data) // 4)))
+        plain_loop(build_module(cfg, data, 999), DataLoader(warm, batch_size=batch_size), data)
+        trainer_loop(cfg, build_module(cfg, data, 999), DataLoader(warm, batch_size * updates))
         plain, ours = [], []
         for round_ in range(args.rounds):
             seed = 1000 + round_
