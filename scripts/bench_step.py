@@ -11,8 +11,7 @@ the progress bar. Time is this process's CPU time (all its threads), so other pr
 on a shared machine does not enter. After an untimed warm-up of both, the two alternate in
 rounds (plain, Trainer, plain, ...); each round keeps the median over chunks of
 ``model.updates_per_step`` updates (the Trainer's steps), and the ratio printed is that of the
-medians over rounds. Arguments after the flags are
-Hydra overrides of conf/train.yaml.
+medians over rounds. Arguments after the flags are Hydra overrides of conf/train.yaml.
 """
 
 from __future__ import annotations
