@@ -79,6 +79,19 @@ WRONG_INPUTS: dict[str, tuple[str, tuple[str, ...], str]] = {
         "train", ("model=lenet5_modern", "+model.optimizer.weight_decay=-1e-4"),
         "model.optimizer.weight_decay=-0.0001",
     ),
+    "lr-multiplier-with-nothing-to-multiply": (
+        "train", ("model=googlenet", "data=mnist", "model.no_weight_decay=[]"),
+        "model.optimizer.spared_lr_mult=2.0 is not allowed: it sets the rate of the parameters "
+        "spared weight decay, and this network has none",
+    ),
+    "lr-multiplier-negative": (
+        "train", ("model=googlenet", "data=mnist", "model.optimizer.spared_lr_mult=-1"),
+        "model.optimizer.spared_lr_mult=-1 is not allowed: use a positive number",
+    ),
+    "no-weight-decay-unknown-kind": (
+        "train", ("model=googlenet", "data=mnist", "model.no_weight_decay=[biases]"),
+        "model.no_weight_decay=['biases'] is not allowed: biases is not a kind",
+    ),
     "label-smoothing-1": ("train", ("model.label_smoothing=1.0",), "model.label_smoothing=1.0"),
     "label-smoothing-negative": ("train", ("model.label_smoothing=-0.1",), "in [0, 1)"),
     "crop-too-small-for-alexnet": (

@@ -193,7 +193,7 @@ def test_weight_decay_spares_the_named_parameter_kinds() -> None:
     assert all(p.ndim > 1 for p in decay["params"])  # only conv / linear weights decay
     total = sum(p.numel() for p in net.parameters())
     assert sum(p.numel() for g in (decay, spared) for p in g["params"]) == total
-    with pytest.raises(ValueError, match="unknown"):
+    with pytest.raises(ValueError, match="bn is not a kind; name some of bias, norm, depthwise"):
         parameter_groups(net, ["bn"])
 
 

@@ -46,15 +46,22 @@ def one_of(key: str, value: Any, choices: Collection[str]) -> None:
         raise ConfigValueError(key, value, f"choose from {', '.join(map(str, choices))}")
 
 
-def optimizer_arguments(key: str, factory: Callable[..., torch.optim.Optimizer] | None) -> None:
-    """Build the configured optimizer once on a stand-in parameter, so that the optimizer's own
-    checks (torch's "Invalid learning rate: -1", SDLM's) fail now, naming the config key, rather
-    than after the data are loaded, as a traceback."""
+def optimizer_arguments(
+    key: str,
+    factory: Callable[..., torch.optim.Optimizer] | None,
+    params: list[Any] | None = None,
+) -> None:
+    """Build the configured optimizer once on ``params`` (the run's parameter groups; default a
+    stand-in parameter), so that the optimizer's own checks (torch's "Invalid learning rate:
+    -1", SDLM's, ours) fail now, naming the config key, rather than after the data are loaded,
+    as a traceback."""
     if factory is None:
         return
     _optimizer_ranges(key, getattr(factory, "keywords", {}))
     try:
-        factory(params=[torch.nn.Parameter(torch.zeros(1))])
+        factory(params=params if params is not None else [torch.nn.Parameter(torch.zeros(1))])
+    except ConfigValueError:
+        raise  # already names its key
     except (ValueError, TypeError) as err:
         arguments = ", ".join(f"{k}={v!r}" for k, v in getattr(factory, "keywords", {}).items())
         name = getattr(getattr(factory, "func", factory), "__name__", "optimizer")

@@ -44,7 +44,11 @@ def parameter_groups(net: nn.Module, no_weight_decay: Sequence[str]) -> list[dic
     depthwise filters: MobileNet section 3.2, "very little or no weight decay")."""
     unknown = set(no_weight_decay) - set(NO_DECAY_KINDS)
     if unknown:
-        raise ValueError(f"model.no_weight_decay: unknown {sorted(unknown)}; use {NO_DECAY_KINDS}")
+        raise checks.ConfigValueError(
+            "model.no_weight_decay",
+            list(no_weight_decay),
+            f"{', '.join(sorted(unknown))} is not a kind; name some of {', '.join(NO_DECAY_KINDS)}",
+        )
     decay: list[nn.Parameter] = []
     spared: list[nn.Parameter] = []
     for module in net.modules():
@@ -131,8 +135,9 @@ class ClassificationModule(LightningModule):
         )
         if init_from is not None:
             copy_weights_from(self.net, net["name"], init_from)
-        checks.optimizer_arguments("model.optimizer", optimizer)  # fail before any data loads
         self.optimizer_factory = optimizer
+        # fail before any data loads, on the groups the run will build the optimizer from
+        checks.optimizer_arguments("model.optimizer", optimizer, self.optimizer_parameters())
         self.scheduler_factory = scheduler
         self.aux_loss_weights = tuple(aux_loss_weights)
 
