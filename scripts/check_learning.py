@@ -42,7 +42,7 @@ from classicnets.diagnostics.recipe import (
     recipe_name,
 )
 from classicnets.run import checks
-from classicnets.run.errors import exit_on_user_error
+from classicnets.run.errors import exit_on_user_error, overrides_only
 from classicnets.run.setup import compose_config
 
 # A row of check.table: the recipe, its settings here, and whether it must learn (False: a start the
@@ -93,19 +93,7 @@ def table_rows(names: Sequence[str]) -> list[Row]:
 
 def parse(argv: Sequence[str] | None) -> list[str]:
     """The overrides of the command line; ``--help`` prints the usage, a flag is refused."""
-    overrides = list(sys.argv[1:] if argv is None else argv)
-    if any(arg in ("-h", "--help") for arg in overrides):
-        print(__doc__)
-        raise SystemExit(0)
-    flags = [arg for arg in overrides if arg.startswith("-")]
-    if flags:
-        print(
-            f"error: {flags[0]}: check_learning takes overrides only (key=value), e.g. "
-            "check.passes=16 check.table=families; see --help",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
-    return overrides
+    return overrides_only(argv, "check_learning", "check.passes=16 check.table=families", __doc__)
 
 
 def compose(overrides: Sequence[str], output_dir: Path) -> DictConfig:

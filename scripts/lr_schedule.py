@@ -33,7 +33,7 @@ from classicnets.diagnostics.recipe import (
     recipe_name,
 )
 from classicnets.optim.build import scaled_learning_rate
-from classicnets.run.errors import exit_on_user_error
+from classicnets.run.errors import exit_on_user_error, overrides_only
 from classicnets.run.setup import compose_config
 
 
@@ -135,15 +135,7 @@ def run(overrides: Sequence[str], png: Path | None = None) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    overrides = list(sys.argv[1:] if argv is None else argv)
-    if any(arg in ("-h", "--help") for arg in overrides):
-        print(__doc__)
-        return 0
-    flags = [arg for arg in overrides if arg.startswith("-")]
-    if flags:
-        print(f"error: {flags[0]}: lr_schedule takes overrides only (key=value), e.g. "
-              "model=alexnet png=alexnet.png; see --help", file=sys.stderr)  # fmt: skip
-        return 2
+    overrides = overrides_only(argv, "lr_schedule", "model=alexnet png=alexnet.png", __doc__)
     console_logging()
     try:
         lines = run(overrides)

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -117,6 +117,21 @@ def exit_with(message: str, status: int = 2) -> NoReturn:
     """Print ``error: <message>`` as one line on stderr and exit with ``status``."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(status)
+
+
+def overrides_only(argv: Sequence[str] | None, command: str, example: str, usage: str) -> list[str]:
+    """The overrides of a command that takes ``key=value`` only: ``--help`` prints ``usage`` and
+    exits 0; a flag is one ``error:`` line (exit 2) naming it, with an ``example``."""
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    if any(arg in ("-h", "--help") for arg in overrides):
+        print(usage)
+        sys.exit(0)
+    flags = [arg for arg in overrides if arg.startswith("-")]
+    if flags:
+        exit_with(
+            f"{flags[0]}: {command} takes overrides only (key=value), e.g. {example}; see --help"
+        )
+    return overrides
 
 
 def one_line(err: BaseException) -> str:
