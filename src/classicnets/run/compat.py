@@ -93,40 +93,45 @@ class LightningChangedError(LibraryChangedError):
 
 def check(patched: tuple[tuple[object, str], ...] = PATCHED) -> None:
     """Fail loudly when a patched name is missing (a Lightning release renamed it)."""
-    for owner, name in patched:
-        if not _has(owner, name):
-            raise LightningChangedError(
-                f"{_where(owner)}.{name} does not exist in Lightning {lightning.__version__}; "
-                f"classicnets patches it (classicnets/run/compat.py) and was tested with Lightning "
-                f"{TESTED_LIGHTNING}.x: install lightning~={TESTED_LIGHTNING}.0 or update compat.py"
-            )
+    missing = _first_missing(patched)
+    if missing:
+        raise LightningChangedError(
+            f"{missing} does not exist in Lightning {lightning.__version__}; classicnets patches "
+            f"it (classicnets/run/compat.py) and was tested with Lightning {TESTED_LIGHTNING}.x: "
+            f"install lightning~={TESTED_LIGHTNING}.0 or update compat.py"
+        )
 
 
 def check_torch(private: tuple[tuple[object, str], ...] = TORCH_PRIVATE) -> None:
     """Fail loudly when a private torch name used here is missing (a torch release renamed it)."""
-    for owner, name in private:
-        if not _has(owner, name):
-            raise LibraryChangedError(
-                f"{_where(owner)}.{name} does not exist in torch {torch.__version__}; "
-                "classicnets uses it (classicnets/run/compat.py): install the torch version "
-                "pyproject.toml names or update compat.py"
-            )
+    missing = _first_missing(private)
+    if missing:
+        raise LibraryChangedError(
+            f"{missing} does not exist in torch {torch.__version__}; classicnets uses it "
+            "(classicnets/run/compat.py): install the torch version pyproject.toml names or "
+            "update compat.py"
+        )
 
 
 def check_hydra(private: tuple[tuple[object, str], ...] = HYDRA_PRIVATE) -> None:
     """Fail loudly when a private Hydra name used here is missing."""
-    for owner, name in private:
-        if not _has(owner, name):
-            raise LibraryChangedError(
-                f"{_where(owner)}.{name} does not exist in this Hydra release; classicnets uses it "
-                "(classicnets/run/compat.py): install the hydra-core pyproject.toml names"
-            )
+    missing = _first_missing(private)
+    if missing:
+        raise LibraryChangedError(
+            f"{missing} does not exist in this Hydra release; classicnets uses it "
+            "(classicnets/run/compat.py): install the hydra-core pyproject.toml names"
+        )
 
 
 def hydra_unknown_flags(argv: Sequence[str]) -> list[str]:
     """The arguments of ``argv`` that ``hydra.main``'s own parser would refuse (``--bogus``)."""
     _, unknown = hydra_utils.get_args_parser().parse_known_args(list(argv))
     return unknown
+
+
+def _first_missing(names: tuple[tuple[object, str], ...]) -> str | None:
+    """``owner.name`` of the first of ``names`` that no longer exists, else None."""
+    return next((f"{_where(o)}.{n}" for o, n in names if not _has(o, n)), None)
 
 
 def _has(owner: object, name: str) -> bool:
